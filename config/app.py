@@ -1,0 +1,150 @@
+"""The application factory: every ``register_*`` step in one place (the composition root)."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from urllib.parse import urlsplit
+
+from flask import Flask, g, redirect, request, session, url_for
+
+from config.clock import now
+from config.errors import Forbidden, Unauthorized, register_error_handlers, wants_json
+from config.extensions import api, csrf, db, migrate
+from config.settings import BaseConfig, config_from_env
+
+
+def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
+    """Build the app from a settings class (default: chosen by DETOX_CONFIG) and overrides."""
+    app = Flask(__name__, instance_relative_config=True,
+                template_folder="templates", static_folder="static")
+    app.config.from_object(config or config_from_env())
+    app.config.update(overrides)
+    register_database(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_security(app)
+    register_hooks(app)
+    register_cli(app)
+    return app
+
+
+def register_database(app: Flask) -> None:
+    """SQLite in the instance folder unless DATABASE_URL (or a test) names another database."""
+    uri = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if not uri:
+        os.makedirs(app.instance_path, exist_ok=True)
+        uri = "sqlite:///" + os.path.join(app.instance_path, "detox.db")
+    if uri.startswith("postgresql://") or uri.startswith("postgres://"):
+        uri = "postgresql+psycopg://" + uri.split("://", 1)[1]  # psycopg 3
+    app.config["SQLALCHEMY_DATABASE_URI"] = uri
+    if uri.startswith("sqlite"):
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("connect_args", {})
+        # Python's own timeout is the busy timeout in seconds; the connect hook sets the PRAGMA.
+        options["connect_args"] = {**options["connect_args"],
+                                   "timeout": app.config["SQLITE_BUSY_TIMEOUT_MS"] / 1000,
+                                   "check_same_thread": False}
+        options.pop("pool_size", None)
+        options.pop("max_overflow", None)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    if not app.config.get("SECRET_KEY"):
+        raise RuntimeError("SECRET_KEY is not set: set it in the environment.")
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extensions to the app."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                                     "migrations"))
+    csrf.init_app(app)
+    api.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """API blueprints (JSON, CSRF-exempt: see register_security) and page blueprints."""
+    from config.pages import bp as shell_pages
+    from unit.auth import ALL_ROLES, roles_required
+    from unit.pages import bp as unit_pages
+    from unit.views import blp as unit_api
+
+    for blueprint in (unit_api,):
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)
+    app.register_blueprint(shell_pages)
+    app.register_blueprint(unit_pages)
+
+    # The OpenAPI document is for signed-in users too.
+    for endpoint in ("api-docs.openapi_json",):
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = roles_required(ALL_ROLES)(functools.wraps(view)(
+            lambda *a, _view=view, **kw: _view(*a, **kw)))
+
+
+def register_security(app: Flask) -> None:
+    """Authentication and roles on every request, CSRF for the API, security headers."""
+    from unit.auth import resolve_session
+
+    @app.before_request
+    def authenticate():
+        if request.endpoint is None:
+            return None  # no such route: the 404 handler answers
+        view = app.view_functions.get(request.endpoint)
+        if request.endpoint == "static" or getattr(view, "public", False):
+            return None
+        if request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS"):
+            _check_same_origin()
+        try:
+            staff = resolve_session(session.get("token"), now())
+        except Unauthorized:
+            if wants_json():
+                raise
+            session.clear()
+            return redirect(url_for("shell.login", next=request.full_path.rstrip("?")))
+        g.staff = staff
+        allowed = getattr(view, "allowed_roles", None)
+        if allowed is None or staff.role not in allowed:
+            # Views without a role declaration are refused: fail closed.
+            raise Forbidden(f"A {staff.role} may not do this.")
+        return None
+
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'")
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")  # clinical data
+        return response
+
+
+def _check_same_origin() -> None:
+    # The API takes cookies, so a cross-site page must not be able to post to it. Browsers send
+    # Origin on every cross-origin POST; with SameSite=Lax cookies this closes CSRF for the API.
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        raise Forbidden("Cross-site requests are refused.")
+    if request.content_length and not request.is_json:
+        from werkzeug.exceptions import UnsupportedMediaType
+
+        raise UnsupportedMediaType("The API takes JSON bodies (Content-Type: application/json).")
+
+
+def register_hooks(app: Flask) -> None:
+    """Wire the packages together: the only place that sees all three."""
+    register_error_handlers(app)
+    logging.basicConfig(level=logging.INFO if not app.testing else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_cli(app: Flask) -> None:
+    """Command-line groups: unit, user, audit, demo."""
+    from config.demo import demo_cli
+    from unit.cli import audit_cli, unit_cli, user_cli
+
+    for group in (unit_cli, user_cli, audit_cli, demo_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,147 @@
+"""Database foundations: the declarative base, UTC timestamps, SQLite settings, unit of work."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+import sqlalchemy.orm
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """A timezone-aware UTC timestamp on every engine (SQLite stores it naive, in UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; attach a timezone")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every model, with constraint names Alembic can rely on."""
+
+    registry = sa.orm.registry(
+        metadata=sa.MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={datetime: UTCDateTime()},
+    )
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+# SQLite: durable and concurrent enough for a unit. Applied to every SQLite connection.
+@event.listens_for(Engine, "connect")
+def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
+    import sqlite3
+
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    # Take transaction control away from the driver so that we can emit BEGIN IMMEDIATE.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed clinical record survives a power cut
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={int(connection_record.info.get('busy_timeout', 5000))}")
+    cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin_immediate(conn) -> None:
+    # Deferred read-then-write transactions fail with "database is locked" under concurrent
+    # writers; taking the write lock up front makes them queue on the busy timeout instead.
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _session():
+    from config.extensions import db
+
+    return db.session
+
+
+def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` in one transaction: the outermost call commits, inner calls only flush.
+
+    An exception rolls everything back, except a ``RecordedRefusal``: the refusal itself
+    (and only what the service flushed before raising it) is committed for the audit.
+    Callbacks queued with ``after_commit`` run once the commit has succeeded.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from config.errors import RecordedRefusal
+
+        session = _session()
+        info = session.info
+        if info.get("uow_depth"):
+            info["uow_depth"] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                info["uow_depth"] -= 1
+        info["uow_depth"] = 1
+        info["after_commit"] = []
+        try:
+            result = fn(*args, **kwargs)
+            session.commit()
+        except RecordedRefusal:
+            session.commit()
+            _run_after_commit(info)
+            raise
+        except BaseException:
+            session.rollback()
+            info["after_commit"] = []
+            raise
+        finally:
+            info["uow_depth"] = 0
+        _run_after_commit(info)
+        return result
+
+    return wrapper
+
+
+def _run_after_commit(info: dict[str, Any]) -> None:
+    callbacks, info["after_commit"] = info.get("after_commit", []), []
+    for callback in callbacks:
+        callback()
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Queue ``callback`` to run after the current unit of work commits (dropped on rollback)."""
+    info = _session().info
+    if not info.get("uow_depth"):
+        raise RuntimeError("after_commit outside a unit of work")
+    info["after_commit"].append(callback)

@@ -1,0 +1,16 @@
+"""Extension instances, created unbound and initialised by the application factory."""
+from __future__ import annotations
+
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+
+from config.db import Base
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(compare_type=True, render_as_batch=True)
+csrf = CSRFProtect()
+
+from config.errors import ProblemApi  # noqa: E402
+
+api = ProblemApi()

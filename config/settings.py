@@ -1,0 +1,74 @@
+"""Settings objects, chosen by the environment (``DETOX_CONFIG``) and overridden by env vars."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+
+class BaseConfig:
+    """Defaults shared by every environment."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", "")
+    # None means: an SQLite file in the instance folder (see config.app).
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or None
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLITE_BUSY_TIMEOUT_MS = 5000
+
+    # Sessions are held server-side (table staff_sessions); the cookie carries only a token.
+    SESSION_IDLE_TIMEOUT = timedelta(minutes=30)
+    SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=12)
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
+    # Login throttling: this many failures for one username (or one address) in the window.
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+    PASSWORD_MIN_LENGTH = 10
+
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the server-side session
+
+    API_TITLE = "Detox unit API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+
+    TESTING = False
+
+
+class DevelopmentConfig(BaseConfig):
+    """The embedded default: SQLite in the instance folder, demo friendly."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-change-me")
+
+
+class TestingConfig(BaseConfig):
+    """Used by the test suite; the database URL comes from the test fixtures."""
+
+    TESTING = True
+    SECRET_KEY = "testing-secret"
+    WTF_CSRF_ENABLED = True
+    PASSWORD_MIN_LENGTH = 8
+
+
+class ProductionConfig(BaseConfig):
+    """Production: PostgreSQL from DATABASE_URL, secure cookies, a real secret."""
+
+    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "1") == "1"
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 5}
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[BaseConfig]:
+    """The settings class named by DETOX_CONFIG (default: development)."""
+    name = os.environ.get("DETOX_CONFIG", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"DETOX_CONFIG={name!r}: expected one of {sorted(CONFIGS)}") from None

@@ -1,0 +1,1 @@
+"""The unit: its care model, staff, residents, admissions and the audit log."""

@@ -1,0 +1,171 @@
+"""Sign-in, server-side sessions, login throttling and role checks."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, g
+from sqlalchemy import func, select
+
+from config.db import unit_of_work
+from config.errors import Throttled, Unauthorized
+from config.extensions import db
+from unit.models import LoginAttempt, Staff, StaffSession
+
+ALL_ROLES = frozenset({"nurse", "doctor", "gp", "manager", "inspector"})
+CLINICAL_STAFF = frozenset({"nurse", "doctor", "gp", "manager"})
+PRESCRIBERS = frozenset({"doctor", "gp"})
+MANAGERS = frozenset({"manager"})
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so that timing does not reveal usernames.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _hasher.hash(password)
+
+
+def check_password(password_hash: str, password: str) -> bool:
+    """True when the password matches the stored argon2 hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _throttle_check(username: str, ip: str | None, now: datetime) -> None:
+    window_start = now - current_app.config["LOGIN_FAILURE_WINDOW"]
+    limit = current_app.config["LOGIN_MAX_FAILURES"]
+
+    def failures(*where) -> int:
+        return db.session.scalar(
+            select(func.count()).select_from(LoginAttempt)
+            .where(LoginAttempt.at >= window_start, LoginAttempt.succeeded.is_(False), *where)
+        )
+
+    # Per username (guessing one account) and per address (trying many accounts).
+    if failures(LoginAttempt.username == username) >= limit or (
+        ip and failures(LoginAttempt.ip == ip) >= limit * 4
+    ):
+        minutes = int(current_app.config["LOGIN_FAILURE_WINDOW"].total_seconds() // 60)
+        raise Throttled(
+            f"Too many failed sign-ins. Wait {minutes} minutes or ask a manager to reset the password.",
+            retry_after=minutes * 60,
+        )
+
+
+@unit_of_work
+def _record_attempt(username: str, ip: str | None, now: datetime, succeeded: bool) -> None:
+    db.session.add(LoginAttempt(username=username, ip=ip, at=now, succeeded=succeeded))
+
+
+def sign_in(username: str, password: str, *, ip: str | None, user_agent: str | None,
+            now: datetime) -> tuple[Staff, str]:
+    """Check the credentials and open a server-side session; returns the staff and the token."""
+    username = username.strip().lower()
+    try:
+        return _open_session(username, password, ip=ip, user_agent=user_agent, now=now)
+    except Unauthorized:
+        _record_attempt(username, ip, now, False)  # kept, in its own transaction
+        raise
+
+
+@unit_of_work
+def _open_session(username: str, password: str, *, ip: str | None, user_agent: str | None,
+                  now: datetime) -> tuple[Staff, str]:
+    _throttle_check(username, ip, now)
+    staff = db.session.scalars(select(Staff).where(Staff.username == username)).first()
+    valid = check_password(staff.password_hash if staff else _DUMMY_HASH, password)
+    if not (staff and valid and staff.active):
+        raise Unauthorized("The username or password is not correct.")
+    db.session.add(LoginAttempt(username=username, ip=ip, at=now, succeeded=True))
+    token = secrets.token_urlsafe(32)
+    db.session.add(StaffSession(token_hash=_token_hash(token), staff_id=staff.id, created_at=now,
+                                last_seen_at=now, ip=ip, user_agent=(user_agent or "")[:300]))
+    return staff, token
+
+
+@unit_of_work
+def sign_out(token: str, now: datetime) -> None:
+    """Revoke the session behind this token."""
+    session = db.session.get(StaffSession, _token_hash(token))
+    if session is not None and session.revoked_at is None:
+        session.revoked_at = now
+
+
+@unit_of_work
+def revoke_sessions(staff: Staff, now: datetime) -> int:
+    """Revoke every open session of a member of staff (e.g. when they leave)."""
+    sessions = db.session.scalars(
+        select(StaffSession).where(StaffSession.staff_id == staff.id,
+                                   StaffSession.revoked_at.is_(None))
+    ).all()
+    for session in sessions:
+        session.revoked_at = now
+    return len(sessions)
+
+
+def resolve_session(token: str | None, now: datetime) -> Staff:
+    """The member of staff behind a session token, or Unauthorized (expired, revoked, unknown)."""
+    if not token:
+        raise Unauthorized("Sign in first.")
+    session = db.session.get(StaffSession, _token_hash(token))
+    if session is None or session.revoked_at is not None:
+        raise Unauthorized("Your session has ended. Sign in again.")
+    idle: timedelta = current_app.config["SESSION_IDLE_TIMEOUT"]
+    absolute: timedelta = current_app.config["SESSION_ABSOLUTE_TIMEOUT"]
+    if now - session.last_seen_at > idle:
+        raise Unauthorized(f"Your session expired after {int(idle.total_seconds() // 60)} minutes idle. "
+                           "Sign in again.")
+    if now - session.created_at > absolute:
+        raise Unauthorized(f"Your session reached its {int(absolute.total_seconds() // 3600)}-hour "
+                           "limit. Sign in again.")
+    staff = session.staff
+    if not staff.active:
+        raise Unauthorized("Your account is disabled.")
+    if now - session.last_seen_at > timedelta(seconds=60):
+        _touch(session.token_hash, now)  # at most once a minute, to keep reads cheap
+    return staff
+
+
+@unit_of_work
+def _touch(token_hash: str, now: datetime) -> None:
+    session = db.session.get(StaffSession, token_hash)
+    if session is not None:
+        session.last_seen_at = now
+
+
+def roles_required(roles: Iterable[str]) -> Callable:
+    """Declare which roles may call a view; views without a declaration are refused."""
+    allowed = frozenset(roles)
+    unknown = allowed - ALL_ROLES
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+
+    def decorate(view: Callable) -> Callable:
+        view.allowed_roles = allowed  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def public(view: Callable) -> Callable:
+    """Mark a view as reachable without signing in (sign-in itself, static files)."""
+    view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+def current_staff() -> Staff:
+    """The signed-in member of staff of this request."""
+    return g.staff

@@ -1,0 +1,85 @@
+"""Command-line interface of the unit package; every command calls a service."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from config.clock import now
+from config.errors import DomainError
+from config.extensions import db
+from unit import services
+from unit.audit import verify_chain
+from unit.models import ROLES, Unit
+
+MODEL_NAMES = {"managed": "medically_managed", "monitored": "medically_monitored",
+               "medically_managed": "medically_managed", "medically_monitored": "medically_monitored"}
+
+unit_cli = AppGroup("unit", help="Units and their care model.")
+user_cli = AppGroup("user", help="Staff accounts.")
+audit_cli = AppGroup("audit", help="The audit log.")
+
+
+def _fail(error: DomainError) -> None:
+    click.echo(f"Error: {error.detail}", err=True)
+    for field, messages in (error.errors or {}).items():
+        click.echo(f"  {field}: {messages}", err=True)
+    sys.exit(2)
+
+
+@unit_cli.command("create")
+@click.argument("code")
+@click.option("--name", required=True, help="The unit's name.")
+@click.option("--model", "model", required=True, type=click.Choice(sorted(MODEL_NAMES)),
+              help="managed (doctor on site 24 h) or monitored (visiting GP on call).")
+def create_unit_command(code: str, name: str, model: str) -> None:
+    """Register a unit with its declared care model."""
+    try:
+        unit = services.create_unit(code, name, MODEL_NAMES[model], now=now())
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Unit {unit.code} ({unit.name}) created: {MODEL_NAMES[model]}.")
+
+
+@user_cli.command("create")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--unit", "unit_code", required=True, help="The unit's code.")
+@click.option("--name", "full_name", default="", help="Full name (default: the username).")
+@click.option("--email", default=None, help="For escalation e-mails.")
+def create_user_command(username: str, role: str, unit_code: str, full_name: str,
+                        email: str | None) -> None:
+    """Add a member of staff; the password comes from NEW_PASSWORD or a prompt."""
+    password = os.environ.get("NEW_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            click.echo("Error: set NEW_PASSWORD or run in a terminal to be asked.", err=True)
+            sys.exit(2)
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from flask import current_app
+
+    try:
+        staff = services.create_staff(unit_code=unit_code, username=username, role=role,
+                                      password=password, full_name=full_name, email=email,
+                                      now=now(),
+                                      min_password_length=current_app.config["PASSWORD_MIN_LENGTH"])
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"User {staff.username} ({staff.role}) created on unit {unit_code}.")
+
+
+@audit_cli.command("verify")
+def verify_command() -> None:
+    """Verify every unit's audit chain and report the first broken link."""
+    broken = False
+    for unit in db.session.scalars(select(Unit).order_by(Unit.code)):
+        report = verify_chain(unit)
+        if report.verified:
+            click.echo(f"{report.unit_code}: OK, {report.events} events verified.")
+        else:
+            broken = True
+            click.echo(f"{report.unit_code}: BROKEN at event {report.broken_at_seq}: {report.problem}")
+    sys.exit(1 if broken else 0)

@@ -1,0 +1,49 @@
+"""Domain errors of the unit package (mapped to HTTP only in config/errors.py)."""
+from __future__ import annotations
+
+from config.errors import Conflict, DomainError, NotFound, RecordedRefusal
+
+
+class AdmissionDeclined(RecordedRefusal):
+    type = "admission-declined"
+    title = "This unit cannot safely admit this referral"
+
+
+class AdmissionNotFound(NotFound):
+    type = "admission-not-found"
+    title = "No such admission on your unit"
+
+
+class AlreadyAdmitted(Conflict):
+    type = "already-admitted"
+    title = "The resident already has an active admission"
+
+
+class AdmissionNotActive(Conflict):
+    type = "admission-not-active"
+    title = "The admission is not active"
+
+
+class ResidentMismatch(DomainError):
+    type = "resident-mismatch"
+    title = "The NHS number belongs to another resident"
+
+
+class CareModelChangeInvalid(DomainError):
+    type = "care-model-change-invalid"
+    title = "The care model change cannot be made"
+
+
+class UnitNotFound(NotFound):
+    type = "unit-not-found"
+    title = "No such unit"
+
+
+class ChecklistNotOpen(Conflict):
+    type = "checklist-not-open"
+    title = "There is no open harm-reduction checklist"
+
+
+class ProtocolInvalid(DomainError):
+    type = "protocol-invalid"
+    title = "The protocol settings are not valid"

@@ -1,0 +1,136 @@
+"""Server-rendered pages of the unit package: the resident list, admission form, resident page."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from marshmallow import ValidationError
+
+from config.clock import now
+from config.errors import DomainError
+from unit import services
+from unit.auth import ALL_ROLES, CLINICAL_STAFF, current_staff, roles_required
+from unit.competence import SETTING_LABELS
+from unit.models import DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, SUBSTANCES
+from unit.schemas import DischargeIn, HarmReductionIn, ReferralIn, admission_view
+
+bp = Blueprint("unit_pages", __name__, template_folder="templates")
+
+# Other packages add what they know of a resident to the board and the resident page
+# (monitoring: scores and due times; medication: doses). Each is called with the admissions
+# shown and returns {admission_id: context} in a constant number of queries.
+board_extensions: list = []
+
+
+@bp.route("/")
+@roles_required(ALL_ROLES)
+def board():
+    """The ward board: every active resident of the unit."""
+    staff, at = current_staff(), now()
+    admissions = services.list_admissions(staff, status="active")
+    extras = {}
+    for extension in board_extensions:
+        for admission_id, context in extension(admissions, at).items():
+            extras.setdefault(admission_id, {}).update(context)
+    return render_template(
+        "unit/board.html", admissions=[admission_view(a, at) for a in admissions], extras=extras,
+        checklists=services.open_checklists(staff.unit_id),
+        model=services.model_at(staff.unit_id, at), labels=SETTING_LABELS)
+
+
+def _referral_from_form(form) -> dict:
+    def number(name):
+        value = form.get(name, "").strip()
+        if value == "":
+            return None
+        try:
+            return float(value) if "." in value else int(value)
+        except ValueError:
+            return value  # the schema names the field
+
+    assessment = {"sadq": number("sadq"), "audit": number("audit"),
+                  "units_per_day": number("units_per_day")}
+    for flag in ("history_of_seizures", "history_of_delirium_tremens",
+                 "significant_comorbidity", "pregnant"):
+        assessment[flag] = form.get(flag) == "yes"
+    for key in ("sadq", "audit"):
+        if assessment[key] is None:
+            del assessment[key]
+    return {"resident": {"name": form.get("name", ""), "date_of_birth": form.get("date_of_birth", ""),
+                         "nhs_number": form.get("nhs_number") or None},
+            "substances": form.getlist("substances"), "assessment": assessment}
+
+
+@bp.route("/admissions/new", methods=["GET", "POST"])
+@roles_required(CLINICAL_STAFF)
+def admit():
+    """The admission form, with the competence check shown as it is filled in."""
+    errors, declined, form = {}, None, request.form
+    if request.method == "POST":
+        try:
+            body = ReferralIn().load(_referral_from_form(form))
+            admission = services.admit_resident(current_staff(), now=now(), **body)
+        except ValidationError as invalid:
+            errors = _flatten(invalid.messages)
+        except DomainError as refusal:
+            if refusal.type == "admission-declined":
+                declined = refusal
+            else:
+                errors = {"_": [refusal.detail]}
+        else:
+            flash(f"{admission.resident.name} admitted.")
+            return redirect(url_for("unit_pages.resident", admission_id=admission.id))
+    status = 422 if (errors or declined) else 200
+    return render_template("unit/admit.html", form=form, errors=errors, declined=declined,
+                           substances=SUBSTANCES, labels=SETTING_LABELS,
+                           model=services.model_at(current_staff().unit_id, now())), status
+
+
+def _flatten(messages: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in messages.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, ""))
+        else:
+            flat[key] = value
+    return flat
+
+
+@bp.route("/admissions/<int:admission_id>")
+@roles_required(ALL_ROLES)
+def resident(admission_id: int):
+    """The resident's page: admission, assessment, risk and discharge."""
+    at = now()
+    admission = services.get_admission(current_staff(), admission_id)
+    extras = {}
+    for extension in board_extensions:
+        extras.update(extension([admission], at).get(admission.id, {}))
+    return render_template("unit/resident.html", a=admission_view(admission, at), extras=extras,
+                           discharge_types=DISCHARGE_TYPES, checklist_items=HARM_REDUCTION_ITEMS,
+                           labels=SETTING_LABELS)
+
+
+@bp.route("/admissions/<int:admission_id>/discharge", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+def discharge(admission_id: int):
+    """Discharge from the resident page."""
+    try:
+        body = DischargeIn().load({"discharge_type": request.form.get("discharge_type", ""),
+                                   "note": request.form.get("note") or None})
+        services.discharge_admission(current_staff(), admission_id, now=now(), **body)
+    except ValidationError as invalid:
+        flash("Not discharged: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in invalid.messages.items()))
+    except DomainError as refusal:
+        flash(f"Not discharged: {refusal.detail}")
+    return redirect(url_for("unit_pages.resident", admission_id=admission_id))
+
+
+@bp.route("/admissions/<int:admission_id>/harm-reduction", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+def harm_reduction(admission_id: int):
+    """Tick the harm-reduction checklist."""
+    body = HarmReductionIn().load({key: request.form.get(key) == "yes" for key in HARM_REDUCTION_ITEMS})
+    try:
+        services.update_harm_reduction(current_staff(), admission_id, items=body,
+                                       note=request.form.get("note") or None, now=now())
+    except DomainError as refusal:
+        flash(f"Not saved: {refusal.detail}")
+    return redirect(url_for("unit_pages.resident", admission_id=admission_id))

@@ -1,0 +1,252 @@
+"""marshmallow schemas at the edge of the unit package: input (…In) and output."""
+from __future__ import annotations
+
+from datetime import date
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
+
+from unit.models import CARE_MODELS, DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, ROLES, SUBSTANCES
+
+
+def StrictBool(**kw) -> fields.Boolean:  # noqa: N802 - a field factory
+    """A boolean that accepts only JSON true/false (never "yes", 1 or "")."""
+    return fields.Boolean(truthy={True}, falsy={False}, **kw)
+
+
+def StrictInt(**kw) -> fields.Integer:  # noqa: N802
+    """An integer that refuses strings and floats."""
+    return fields.Integer(strict=True, **kw)
+
+
+def Timestamp(**kw) -> fields.AwareDateTime:  # noqa: N802
+    """An ISO 8601 timestamp that must carry its timezone (a bare local time is ambiguous)."""
+    return fields.AwareDateTime(format="iso", **kw)
+
+
+def nhs_number_is_valid(value: str) -> bool:
+    """NHS number modulus-11 check: weights 10..2, check digit 11 - (sum mod 11); 10 is invalid."""
+    if len(value) != 10 or not value.isdigit():
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(value[:9], range(10, 1, -1)))
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == int(value[9])
+
+
+class ResidentIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    date_of_birth = fields.Date(required=True)
+    nhs_number = fields.String(load_default=None, allow_none=True)
+
+    @pre_load
+    def normalise(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(data.get("nhs_number"), str):
+            digits = data["nhs_number"].replace(" ", "").replace("-", "")
+            data = {**data, "nhs_number": digits or None}
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            data = {**data, "name": " ".join(data["name"].split())}
+        return data
+
+    @validates("nhs_number")
+    def check_nhs_number(self, value, **kwargs):
+        if value is not None and not nhs_number_is_valid(value):
+            raise ValidationError("Not a valid NHS number: 10 digits whose last is the modulus-11 check digit.")
+
+    @validates("date_of_birth")
+    def check_date_of_birth(self, value: date, **kwargs):
+        today = date.today()
+        if value > today:
+            raise ValidationError("The date of birth is in the future.")
+        if value.year < today.year - 120:
+            raise ValidationError("The date of birth is more than 120 years ago.")
+
+
+class AssessmentIn(Schema):
+    sadq = StrictInt(required=True, validate=validate.Range(0, 60))
+    audit = StrictInt(required=True, validate=validate.Range(0, 40))
+    units_per_day = fields.Float(load_default=None, allow_none=True,
+                                 validate=validate.Range(0, 200))
+    history_of_seizures = StrictBool(required=True)
+    history_of_delirium_tremens = StrictBool(required=True)
+    significant_comorbidity = StrictBool(required=True)
+    pregnant = StrictBool(required=True)
+
+
+class ReferralIn(Schema):
+    """A referral: the resident, the substances and the pre-admission assessment."""
+
+    resident = fields.Nested(ResidentIn, required=True)
+    substances = fields.List(fields.String(validate=validate.OneOf(SUBSTANCES)), required=True,
+                             validate=validate.Length(min=1))
+    assessment = fields.Nested(AssessmentIn, required=True)
+
+    @pre_load
+    def accept_flat_resident(self, data, **kwargs):
+        # Compatible extension: the resident's fields may also be given at the top level.
+        if isinstance(data, dict) and "resident" not in data and "name" in data:
+            data = dict(data)
+            data["resident"] = {key: data.pop(key) for key in ("name", "date_of_birth", "nhs_number")
+                                if key in data}
+        return data
+
+    @validates("substances")
+    def unique_substances(self, value, **kwargs):
+        if len(set(value)) != len(value):
+            raise ValidationError("A substance is listed twice.")
+
+
+class DischargeIn(Schema):
+    discharge_type = fields.String(required=True, validate=validate.OneOf(DISCHARGE_TYPES))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+    @pre_load
+    def normalise(self, data, **kwargs):
+        if isinstance(data, dict):
+            data = dict(data)
+            if "type" in data and "discharge_type" not in data:
+                data["discharge_type"] = data.pop("type")
+            if isinstance(data.get("discharge_type"), str):
+                data["discharge_type"] = data["discharge_type"].replace("_", "-")
+        return data
+
+
+class HarmReductionIn(Schema):
+    tolerance_explained = StrictBool()
+    naloxone_offered = StrictBool()
+    gp_informed = StrictBool()
+    keyworker_informed = StrictBool()
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class ModelChangeIn(Schema):
+    model = fields.String(required=True, validate=validate.OneOf(CARE_MODELS))
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+    effective_at = Timestamp(load_default=None, allow_none=True)
+
+
+class LoginIn(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class AdmissionQuery(Schema):
+    status = fields.String(load_default=None, validate=validate.OneOf(("active", "discharged")))
+
+
+# --- output ----------------------------------------------------------------------------------
+
+class CriterionSchema(Schema):
+    code = fields.String()
+    criterion = fields.String()
+    detail = fields.String()
+
+
+class StaffSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    full_name = fields.String()
+    role = fields.String(validate=validate.OneOf(ROLES))
+
+
+class CareModelChangeSchema(Schema):
+    id = fields.Integer()
+    model = fields.String()
+    effective_at = fields.DateTime()
+    reason = fields.String()
+    recorded_at = fields.DateTime()
+    changed_by = fields.Nested(StaffSchema, allow_none=True)
+
+
+class UnitSchema(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    model = fields.String()
+    model_history = fields.List(fields.Nested(CareModelChangeSchema))
+
+
+class ModelChangeResult(Schema):
+    change = fields.Nested(CareModelChangeSchema)
+    model = fields.String(metadata={"description": "The model in force now."})
+    warnings = fields.List(fields.String())
+
+
+class ResidentSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    date_of_birth = fields.Date()
+    age = fields.Integer()
+    nhs_number = fields.String(allow_none=True)
+
+
+class HarmReductionSchema(Schema):
+    opened_at = fields.DateTime()
+    completed_at = fields.DateTime(allow_none=True)
+    tolerance_explained = fields.Boolean()
+    naloxone_offered = fields.Boolean()
+    gp_informed = fields.Boolean()
+    keyworker_informed = fields.Boolean()
+    note = fields.String(allow_none=True)
+
+
+class AdmissionSchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    resident = fields.Nested(ResidentSchema)
+    substances = fields.List(fields.String())
+    assessment = fields.Dict()
+    high_risk = fields.Boolean()
+    risk_reasons = fields.List(fields.Nested(CriterionSchema))
+    flags = fields.List(fields.Nested(CriterionSchema))
+    unit_model = fields.String()
+    recommended_setting = fields.String()
+    recommended_reasons = fields.List(fields.String())
+    admitted_at = fields.DateTime()
+    discharged_at = fields.DateTime(allow_none=True)
+    discharge_type = fields.String(allow_none=True)
+    discharge_note = fields.String(allow_none=True)
+    harm_reduction = fields.Nested(HarmReductionSchema, allow_none=True)
+
+
+class ReferralCheckSchema(Schema):
+    unit_model = fields.String()
+    decision = fields.String()
+    reasons = fields.List(fields.Nested(CriterionSchema))
+    high_risk = fields.Boolean()
+    risk_reasons = fields.List(fields.Nested(CriterionSchema))
+    flags = fields.List(fields.Nested(CriterionSchema))
+    recommended_setting = fields.String()
+    recommended_reasons = fields.List(fields.String())
+
+
+class SessionSchema(Schema):
+    staff = fields.Nested(StaffSchema)
+    unit = fields.String()
+    expires_idle_minutes = fields.Integer()
+
+
+def admission_view(admission, now) -> dict:
+    """The admission as the API shows it (resident age computed at ``now``)."""
+    from unit.services import age_today
+
+    referral = admission.referral
+    resident = admission.resident
+    return {
+        "id": admission.id, "status": admission.status,
+        "resident": {"id": resident.id, "name": resident.name,
+                     "date_of_birth": resident.date_of_birth,
+                     "age": age_today(resident.date_of_birth, now),
+                     "nhs_number": resident.nhs_number},
+        "substances": admission.substances, "assessment": referral.assessment,
+        "high_risk": admission.high_risk,
+        "risk_reasons": referral.reasons, "flags": referral.flags,
+        "unit_model": referral.unit_model,
+        "recommended_setting": referral.recommended_setting,
+        "recommended_reasons": referral.recommended_reasons,
+        "admitted_at": admission.admitted_at, "discharged_at": admission.discharged_at,
+        "discharge_type": admission.discharge_type, "discharge_note": admission.discharge_note,
+        "harm_reduction": admission.harm_reduction,
+    }
+
+

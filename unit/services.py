@@ -1,0 +1,381 @@
+"""Services of the unit package: the only place its domain rules live."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from config.db import unit_of_work
+from config.errors import Forbidden, ValidationFailed
+from config.extensions import db
+from unit.audit import record_event, start_chain
+from unit.auth import hash_password
+from unit.competence import COMPETENCE_DEFAULTS, TIGHTEN_DIRECTION, assess_competence
+from unit.errors import (
+    AdmissionDeclined,
+    AdmissionNotActive,
+    AdmissionNotFound,
+    AlreadyAdmitted,
+    CareModelChangeInvalid,
+    ChecklistNotOpen,
+    ProtocolInvalid,
+    ResidentMismatch,
+    UnitNotFound,
+)
+from unit.models import (
+    CARE_MODELS,
+    HARM_REDUCTION_ITEMS,
+    Admission,
+    CareModelChange,
+    HarmReductionChecklist,
+    Referral,
+    Resident,
+    Staff,
+    Unit,
+    UnitProtocol,
+)
+
+# How far back a model change may be dated: clock skew only. History is never rewritten.
+BACKDATE_TOLERANCE = timedelta(minutes=5)
+
+# Called after an admission is created / discharged, in the same transaction. Other packages
+# (monitoring: observation schedules) register here when the app is assembled.
+AdmissionHook = Callable[[Admission, Staff, datetime], None]
+admitted_hooks: list[AdmissionHook] = []
+discharged_hooks: list[AdmissionHook] = []
+
+
+# --- units and their care model -------------------------------------------------------------
+
+def get_unit(code: str) -> Unit:
+    """The unit with this code."""
+    unit = db.session.scalars(select(Unit).where(Unit.code == code)).first()
+    if unit is None:
+        raise UnitNotFound(f"No unit has the code {code!r}.")
+    return unit
+
+
+@unit_of_work
+def create_unit(code: str, name: str, model: str, *, now: datetime) -> Unit:
+    """Register a unit with its declared care model (from the CLI)."""
+    if model not in CARE_MODELS:
+        raise ValidationFailed(f"Unknown care model {model!r}.", errors={"model": [f"Must be one of: {', '.join(CARE_MODELS)}."]})
+    if db.session.scalars(select(Unit).where(Unit.code == code)).first():
+        raise CareModelChangeInvalid(f"A unit with the code {code!r} already exists.")
+    unit = Unit(code=code, name=name, created_at=now)
+    db.session.add(unit)
+    db.session.flush()
+    start_chain(unit)
+    change = CareModelChange(unit_id=unit.id, model=model, effective_at=now,
+                             reason="Unit registered", recorded_at=now)
+    db.session.add(change)
+    db.session.flush()
+    record_event(unit_id=unit.id, actor=None, action="unit.create", entity_type="unit",
+                 entity_id=unit.id, now=now, after={"code": code, "name": name, "model": model})
+    return unit
+
+
+def model_at(unit_id: int, at: datetime) -> str:
+    """The care model the unit followed at ``at`` (the latest change in force then)."""
+    model = db.session.scalar(
+        select(CareModelChange.model)
+        .where(CareModelChange.unit_id == unit_id, CareModelChange.effective_at <= at)
+        .order_by(CareModelChange.effective_at.desc(), CareModelChange.id.desc()).limit(1)
+    )
+    if model is None:
+        raise CareModelChangeInvalid(f"The unit had no declared model at {at.isoformat()}.")
+    return model
+
+
+def model_history(unit_id: int) -> list[CareModelChange]:
+    """Every declaration of the unit's model, oldest first."""
+    return list(db.session.scalars(
+        select(CareModelChange).where(CareModelChange.unit_id == unit_id)
+        .order_by(CareModelChange.effective_at, CareModelChange.id)
+    ))
+
+
+@unit_of_work
+def change_care_model(actor: Staff, *, model: str, reason: str, effective_at: datetime | None,
+                      now: datetime) -> CareModelChange:
+    """A manager declares a new care model, in force from ``effective_at`` (default now)."""
+    if actor.role != "manager":
+        raise Forbidden("Only a manager may change the unit's care model.")
+    effective_at = effective_at or now
+    if effective_at < now - BACKDATE_TOLERANCE:
+        raise CareModelChangeInvalid(
+            "A model change cannot be backdated: the model the unit followed in the past is a "
+            "matter of record.", errors={"effective_at": ["Must not be in the past."]})
+    current = model_at(actor.unit_id, effective_at)
+    if current == model:
+        raise CareModelChangeInvalid(
+            f"The unit already follows {model} at that time.", errors={"model": ["Unchanged."]})
+    change = CareModelChange(unit_id=actor.unit_id, model=model, effective_at=effective_at,
+                             reason=reason, changed_by_id=actor.id, recorded_at=now)
+    db.session.add(change)
+    db.session.flush()
+    record_event(unit_id=actor.unit_id, actor=actor, action="unit.model_change",
+                 entity_type="care_model_change", entity_id=change.id, now=now,
+                 before={"model": current},
+                 after={"model": model, "effective_at": effective_at, "reason": reason})
+    return change
+
+
+def high_risk_admissions(unit_id: int) -> list[Admission]:
+    """Active admissions flagged high-risk (which a monitored unit could not have admitted)."""
+    return list(db.session.scalars(
+        select(Admission).where(Admission.unit_id == unit_id, Admission.status == "active",
+                                Admission.high_risk.is_(True)).order_by(Admission.id)
+    ))
+
+
+# --- protocol --------------------------------------------------------------------------------
+
+def protocol_settings(unit_id: int, section: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The unit's protocol settings for a section: the defaults overlaid with its own values."""
+    protocol = db.session.scalars(
+        select(UnitProtocol).where(UnitProtocol.unit_id == unit_id)
+        .order_by(UnitProtocol.version.desc()).limit(1)
+    ).first()
+    overrides = (protocol.settings.get(section, {}) if protocol else {})
+    return {**defaults, **overrides}
+
+
+@unit_of_work
+def update_protocol(actor: Staff, *, section: str, values: dict[str, Any], reason: str,
+                    now: datetime) -> UnitProtocol:
+    """A manager adopts new protocol values (a new version; the old ones are kept)."""
+    if actor.role != "manager":
+        raise Forbidden("Only a manager may change the unit protocol.")
+    if section == "competence":
+        _check_tightening(values)
+    latest = db.session.scalars(
+        select(UnitProtocol).where(UnitProtocol.unit_id == actor.unit_id)
+        .order_by(UnitProtocol.version.desc()).limit(1)
+    ).first()
+    settings = dict(latest.settings) if latest else {}
+    before = settings.get(section, {})
+    settings[section] = {**before, **values}
+    protocol = UnitProtocol(unit_id=actor.unit_id, version=(latest.version + 1) if latest else 1,
+                            settings=settings, reason=reason, created_by_id=actor.id, created_at=now)
+    db.session.add(protocol)
+    db.session.flush()
+    record_event(unit_id=actor.unit_id, actor=actor, action="protocol.update",
+                 entity_type="unit_protocol", entity_id=protocol.id, now=now,
+                 before={section: before}, after={section: settings[section], "reason": reason})
+    return protocol
+
+
+def _check_tightening(values: dict[str, Any]) -> None:
+    errors = {}
+    for key, value in values.items():
+        if key not in COMPETENCE_DEFAULTS:
+            errors[key] = ["Unknown competence setting."]
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            errors[key] = ["Must be a number."]
+        elif (value - COMPETENCE_DEFAULTS[key]) * TIGHTEN_DIRECTION[key] < 0:
+            errors[key] = [f"A unit may only tighten this criterion (default {COMPETENCE_DEFAULTS[key]})."]
+    if errors:
+        raise ProtocolInvalid("The competence criteria may only be tightened.", errors=errors)
+
+
+# --- staff -----------------------------------------------------------------------------------
+
+@unit_of_work
+def create_staff(*, unit_code: str, username: str, role: str, password: str, full_name: str,
+                 email: str | None, now: datetime, min_password_length: int = 10) -> Staff:
+    """Add a member of staff with an argon2-hashed password (from the CLI)."""
+    unit = get_unit(unit_code)
+    username = username.strip().lower()
+    if len(password) < min_password_length:
+        raise ValidationFailed("The password is too short.",
+                               errors={"password": [f"At least {min_password_length} characters."]})
+    if db.session.scalars(select(Staff).where(Staff.username == username)).first():
+        raise ValidationFailed(f"The username {username!r} is taken.", errors={"username": ["Taken."]})
+    staff = Staff(unit_id=unit.id, username=username, role=role, full_name=full_name or username,
+                  email=email, password_hash=hash_password(password), created_at=now)
+    db.session.add(staff)
+    db.session.flush()
+    record_event(unit_id=unit.id, actor=None, action="staff.create", entity_type="staff",
+                 entity_id=staff.id, now=now,
+                 after={"username": username, "role": role, "full_name": staff.full_name})
+    return staff
+
+
+# --- referrals and admissions ----------------------------------------------------------------
+
+def check_referral(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
+                   now: datetime) -> dict:
+    """What the unit would decide for a referral, and the recommended setting (no write)."""
+    model = model_at(actor.unit_id, now)
+    limits = protocol_settings(actor.unit_id, "competence", COMPETENCE_DEFAULTS)
+    result = assess_competence(date_of_birth=resident["date_of_birth"], substances=substances,
+                               assessment=assessment, today=now.date(), limits=limits)
+    decision = result.decision_for(model)
+    return {
+        "unit_model": model,
+        "decision": decision,
+        "reasons": [c.to_dict() for c in result.criteria_met] if decision == "declined" else [],
+        "high_risk": model == "medically_managed" and bool(result.criteria_met),
+        "risk_reasons": [c.to_dict() for c in result.criteria_met],
+        "flags": [c.to_dict() for c in result.flags],
+        "recommended_setting": result.recommended_setting,
+        "recommended_reasons": result.recommended_reasons,
+    }
+
+
+@unit_of_work
+def admit_resident(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
+                   now: datetime) -> Admission:
+    """Admit a referral, or decline it (kept for the audit) when the unit cannot meet its needs."""
+    check = check_referral(actor, resident=resident, substances=substances,
+                           assessment=assessment, now=now)
+    snapshot = {"name": resident["name"], "date_of_birth": resident["date_of_birth"].isoformat(),
+                "nhs_number": resident.get("nhs_number")}
+    referral = Referral(
+        unit_id=actor.unit_id, resident_snapshot=snapshot, substances=substances,
+        assessment=assessment, unit_model=check["unit_model"], decision=check["decision"],
+        reasons=check["risk_reasons"], flags=check["flags"],
+        recommended_setting=check["recommended_setting"],
+        recommended_reasons=check["recommended_reasons"], decided_at=now, decided_by_id=actor.id,
+    )
+    db.session.add(referral)
+    db.session.flush()
+    if check["decision"] == "declined":
+        record_event(unit_id=actor.unit_id, actor=actor, action="referral.decline",
+                     entity_type="referral", entity_id=referral.id, now=now,
+                     after={"resident": snapshot, "reasons": check["reasons"],
+                            "model": check["unit_model"]})
+        raise AdmissionDeclined(
+            "A medically monitored unit must decline this referral: "
+            + "; ".join(r["criterion"] for r in check["reasons"]) + ".",
+            reasons=check["reasons"], referral_id=referral.id,
+            recommended_setting=check["recommended_setting"],
+            recommended_reasons=check["recommended_reasons"],
+        )
+
+    person = _find_or_create_resident(actor.unit_id, resident, now)
+    if db.session.scalars(select(Admission.id).where(Admission.resident_id == person.id,
+                                                     Admission.status == "active")).first():
+        raise AlreadyAdmitted(f"{person.name} is already admitted on this unit.")
+    admission = Admission(
+        unit_id=actor.unit_id, resident=person, referral=referral, status="active",
+        substances=substances, high_risk=check["high_risk"], admitted_at=now,
+        admitted_by_id=actor.id,
+    )
+    db.session.add(admission)
+    db.session.flush()
+    record_event(unit_id=actor.unit_id, actor=actor, action="admission.create",
+                 entity_type="admission", entity_id=admission.id, resident_id=person.id, now=now,
+                 after={"resident": snapshot, "substances": substances, "assessment": assessment,
+                        "model": check["unit_model"], "high_risk": admission.high_risk,
+                        "risk_reasons": check["risk_reasons"]})
+    for hook in admitted_hooks:
+        hook(admission, actor, now)
+    return admission
+
+
+def _find_or_create_resident(unit_id: int, data: dict, now: datetime) -> Resident:
+    nhs = data.get("nhs_number")
+    if nhs:
+        existing = db.session.scalars(select(Resident).where(
+            Resident.unit_id == unit_id, Resident.nhs_number == nhs)).first()
+        if existing is not None:
+            if existing.date_of_birth != data["date_of_birth"]:
+                raise ResidentMismatch(
+                    "This NHS number is already recorded for a resident with another date of birth.",
+                    errors={"resident": {"nhs_number": ["Belongs to another resident."]}})
+            return existing
+    person = Resident(unit_id=unit_id, name=data["name"], date_of_birth=data["date_of_birth"],
+                      nhs_number=nhs, created_at=now)
+    db.session.add(person)
+    db.session.flush()
+    return person
+
+
+def get_admission(actor: Staff, admission_id: int) -> Admission:
+    """An admission of the actor's unit (another unit's is not found)."""
+    admission = db.session.get(Admission, admission_id)
+    if admission is None or admission.unit_id != actor.unit_id:
+        raise AdmissionNotFound(f"There is no admission {admission_id} on your unit.")
+    return admission
+
+
+def list_admissions(actor: Staff, *, status: str | None = None) -> list[Admission]:
+    """The unit's admissions, newest first, optionally by status."""
+    query = select(Admission).where(Admission.unit_id == actor.unit_id)
+    if status:
+        query = query.where(Admission.status == status)
+    return list(db.session.scalars(query.order_by(Admission.admitted_at.desc(), Admission.id.desc())))
+
+
+@unit_of_work
+def discharge_admission(actor: Staff, admission_id: int, *, discharge_type: str,
+                        note: str | None, now: datetime) -> Admission:
+    """Discharge a resident; a self-discharge opens the harm-reduction checklist."""
+    admission = db.session.scalars(
+        select(Admission).where(Admission.id == admission_id).with_for_update()
+    ).first()
+    if admission is None or admission.unit_id != actor.unit_id:
+        raise AdmissionNotFound(f"There is no admission {admission_id} on your unit.")
+    if admission.status != "active":
+        raise AdmissionNotActive(f"Admission {admission_id} was already discharged "
+                                 f"({admission.discharge_type}).")
+    admission.status = "discharged"
+    admission.discharged_at = now
+    admission.discharge_type = discharge_type
+    admission.discharge_note = note
+    admission.discharged_by_id = actor.id
+    if discharge_type == "self-discharged":
+        db.session.add(HarmReductionChecklist(admission=admission, unit_id=admission.unit_id,
+                                              opened_at=now))
+    db.session.flush()
+    record_event(unit_id=actor.unit_id, actor=actor, action="admission.discharge",
+                 entity_type="admission", entity_id=admission.id,
+                 resident_id=admission.resident_id, now=now, before={"status": "active"},
+                 after={"status": "discharged", "discharge_type": discharge_type, "note": note})
+    for hook in discharged_hooks:
+        hook(admission, actor, now)
+    return admission
+
+
+@unit_of_work
+def update_harm_reduction(actor: Staff, admission_id: int, *, items: dict[str, bool],
+                          note: str | None, now: datetime) -> HarmReductionChecklist:
+    """Tick items of the harm-reduction checklist; it completes when every item is done."""
+    admission = get_admission(actor, admission_id)
+    checklist = admission.harm_reduction
+    if checklist is None or checklist.completed_at is not None:
+        raise ChecklistNotOpen("This admission has no open harm-reduction checklist.")
+    before = {key: getattr(checklist, key) for key in HARM_REDUCTION_ITEMS}
+    for key, value in items.items():
+        setattr(checklist, key, bool(value))
+    if note:
+        checklist.note = note
+    if all(getattr(checklist, key) for key in HARM_REDUCTION_ITEMS):
+        checklist.completed_at = now
+        checklist.completed_by_id = actor.id
+    record_event(unit_id=actor.unit_id, actor=actor, action="harm_reduction.update",
+                 entity_type="harm_reduction_checklist", entity_id=checklist.id,
+                 resident_id=admission.resident_id, now=now, before=before,
+                 after={**{key: getattr(checklist, key) for key in HARM_REDUCTION_ITEMS},
+                        "completed": checklist.completed_at is not None, "note": note})
+    return checklist
+
+
+def open_checklists(unit_id: int) -> list[HarmReductionChecklist]:
+    """Harm-reduction checklists still open on the unit (shown on the board)."""
+    return list(db.session.scalars(
+        select(HarmReductionChecklist).where(HarmReductionChecklist.unit_id == unit_id,
+                                             HarmReductionChecklist.completed_at.is_(None))
+        .order_by(HarmReductionChecklist.opened_at)
+    ))
+
+
+def age_today(date_of_birth: date, now: datetime) -> int:
+    """Age in whole years at ``now``."""
+    from unit.competence import age_on
+
+    return age_on(date_of_birth, now.date())

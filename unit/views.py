@@ -1,0 +1,151 @@
+"""The unit package's JSON API: thin handlers that load, call one service and dump."""
+from __future__ import annotations
+
+from flask import current_app, request, session
+from flask_smorest import Blueprint
+
+from config.clock import now
+from unit import services
+from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
+from unit.schemas import (
+    AdmissionQuery,
+    AdmissionSchema,
+    DischargeIn,
+    HarmReductionIn,
+    HarmReductionSchema,
+    LoginIn,
+    ModelChangeIn,
+    ModelChangeResult,
+    ReferralCheckSchema,
+    ReferralIn,
+    SessionSchema,
+    UnitSchema,
+    admission_view,
+)
+
+blp = Blueprint("unit_api", __name__, url_prefix="/api/v1",
+                description="Sign-in, the unit and its care model, residents and admissions")
+
+
+@blp.route("/auth/login", methods=["POST"])
+@public
+@blp.arguments(LoginIn)
+@blp.response(200, SessionSchema)
+def login(body):
+    """Sign in with a username and password; the session cookie carries the session."""
+    staff, token = sign_in(body["username"], body["password"], ip=request.remote_addr,
+                           user_agent=request.user_agent.string, now=now())
+    session.clear()
+    session["token"] = token
+    return _session_view(staff)
+
+
+@blp.route("/auth/logout", methods=["POST"])
+@roles_required(ALL_ROLES)
+@blp.response(204)
+def logout():
+    """End this session (it is revoked server-side)."""
+    sign_out(session.get("token", ""), now())
+    session.clear()
+
+
+@blp.route("/auth/session", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, SessionSchema)
+def who_am_i():
+    """The signed-in member of staff and their unit."""
+    return _session_view(current_staff())
+
+
+def _session_view(staff) -> dict:
+    return {"staff": staff, "unit": staff.unit.code,
+            "expires_idle_minutes": int(current_app.config["SESSION_IDLE_TIMEOUT"].total_seconds() // 60)}
+
+
+@blp.route("/unit", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, UnitSchema)
+def get_unit():
+    """The signed-in user's unit, with the care model in force now and its history."""
+    staff = current_staff()
+    return {"id": staff.unit.id, "code": staff.unit.code, "name": staff.unit.name,
+            "model": services.model_at(staff.unit_id, now()),
+            "model_history": services.model_history(staff.unit_id)}
+
+
+@blp.route("/unit/model", methods=["POST"])
+@roles_required(MANAGERS)
+@blp.arguments(ModelChangeIn)
+@blp.response(201, ModelChangeResult)
+def change_model(body):
+    """Declare a new care model (managers), with a reason and an effective time."""
+    staff, at = current_staff(), now()
+    change = services.change_care_model(staff, model=body["model"], reason=body["reason"],
+                                        effective_at=body["effective_at"], now=at)
+    warnings = []
+    if change.model == "medically_monitored":
+        warnings = [f"{a.resident.name} (admission {a.id}) is flagged high-risk: a medically "
+                    "monitored unit could not admit them; review or arrange transfer."
+                    for a in services.high_risk_admissions(staff.unit_id)]
+    return {"change": change, "model": services.model_at(staff.unit_id, at), "warnings": warnings}
+
+
+@blp.route("/referrals/check", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ReferralIn)
+@blp.response(200, ReferralCheckSchema)
+def check_referral(body):
+    """What this unit would decide for a referral, and the recommended setting; saves nothing."""
+    return services.check_referral(current_staff(), now=now(), **body)
+
+
+@blp.route("/admissions", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ReferralIn)
+@blp.response(201, AdmissionSchema)
+@blp.alt_response(422, description="Validation failed, or admission-declined with `reasons`")
+def admit(body):
+    """Admit a referral; a medically monitored unit declines (422 admission-declined) what it cannot meet."""
+    at = now()
+    admission = services.admit_resident(current_staff(), now=at, **body)
+    return admission_view(admission, at)
+
+
+@blp.route("/admissions", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.arguments(AdmissionQuery, location="query")
+@blp.response(200, AdmissionSchema(many=True))
+def list_admissions(query):
+    """The unit's admissions, newest first; ``status=active`` for those on the unit now."""
+    at = now()
+    return [admission_view(a, at) for a in services.list_admissions(current_staff(), status=query["status"])]
+
+
+@blp.route("/admissions/<int:admission_id>", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, AdmissionSchema)
+def get_admission(admission_id):
+    """One admission of the unit."""
+    at = now()
+    return admission_view(services.get_admission(current_staff(), admission_id), at)
+
+
+@blp.route("/admissions/<int:admission_id>/discharge", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(DischargeIn)
+@blp.response(200, AdmissionSchema)
+def discharge(body, admission_id):
+    """Discharge (completed, self-discharged, transferred, other)."""
+    at = now()
+    admission = services.discharge_admission(current_staff(), admission_id, now=at, **body)
+    return admission_view(admission, at)
+
+
+@blp.route("/admissions/<int:admission_id>/harm-reduction", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(HarmReductionIn)
+@blp.response(200, HarmReductionSchema)
+def harm_reduction(body, admission_id):
+    """Record the harm-reduction checklist after a self-discharge."""
+    note = body.pop("note", None)
+    return services.update_harm_reduction(current_staff(), admission_id, items=body, note=note, now=now())
