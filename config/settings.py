@@ -49,6 +49,7 @@ class TestingConfig(BaseConfig):
     SECRET_KEY = "testing-secret"
     WTF_CSRF_ENABLED = True
     PASSWORD_MIN_LENGTH = 8
+    ARGON2_CHEAP = True  # fast hashes for the suite; production uses the default profile
 
 
 class ProductionConfig(BaseConfig):

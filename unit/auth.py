@@ -7,9 +7,9 @@ import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g
+from flask import current_app, g, has_app_context
 from sqlalchemy import func, select
 
 from config.db import unit_of_work
@@ -22,14 +22,18 @@ CLINICAL_STAFF = frozenset({"nurse", "doctor", "gp", "manager"})
 PRESCRIBERS = frozenset({"doctor", "gp"})
 MANAGERS = frozenset({"manager"})
 
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile by default
+# Cheap parameters for the test suite only (TestingConfig.ARGON2_CHEAP); verify() reads the
+# parameters from each stored hash, so only hashing needs to know.
+_cheap_hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
 # Verified against when the username is unknown, so that timing does not reveal usernames.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
 def hash_password(password: str) -> str:
     """An argon2id hash of the password."""
-    return _hasher.hash(password)
+    cheap = has_app_context() and current_app.config.get("ARGON2_CHEAP", False)
+    return (_cheap_hasher if cheap else _hasher).hash(password)
 
 
 def check_password(password_hash: str, password: str) -> bool:
