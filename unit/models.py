@@ -262,6 +262,6 @@ CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
 FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()
 """
 event.listen(AuditEvent.__table__, "after_create",
-             DDL(AUDIT_APPEND_ONLY_FUNCTION).execute_if(dialect="postgresql"))
+             DDL(AUDIT_APPEND_ONLY_FUNCTION.replace("%", "%%")).execute_if(dialect="postgresql"))
 event.listen(AuditEvent.__table__, "after_create",
              DDL(AUDIT_APPEND_ONLY_TRIGGER).execute_if(dialect="postgresql"))

@@ -1,0 +1,186 @@
+"""Fixtures: a fresh app and database per test (SQLite file, or PostgreSQL when
+TEST_DATABASE_URL is set), a fake clock, and factories for units, staff and admissions."""
+from __future__ import annotations
+
+import itertools
+import os
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from config.app import create_app
+from config.extensions import db
+from config.settings import TestingConfig
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+_pg_schema_ready = False
+
+
+class FakeClock:
+    """A clock the tests move by hand; installed as app.config["CLOCK"]."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+    def set(self, when: datetime) -> None:
+        self.now = when
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime.now(timezone.utc).replace(microsecond=0))
+
+
+def _reset_postgres() -> None:
+    global _pg_schema_ready
+    if not _pg_schema_ready:
+        db.drop_all()
+        db.create_all()
+        _pg_schema_ready = True
+        return
+    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def app(database_url, clock):
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_url, CLOCK=clock)
+    with app.app_context():
+        if database_url.startswith("postgresql"):
+            _reset_postgres()
+        else:
+            db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def ctx(app):
+    """An application context for calling services directly."""
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+_names = itertools.count(1)
+PASSWORD = "correct-horse-battery"
+ASSESSMENT_OK = {"sadq": 20, "audit": 25, "units_per_day": 12, "history_of_seizures": False,
+                 "history_of_delirium_tremens": False, "significant_comorbidity": False,
+                 "pregnant": False}
+
+
+@pytest.fixture
+def make_unit(app, clock):
+    """make_unit(code=None, model="medically_monitored") -> the unit's code."""
+    from unit import services
+
+    def make(code: str | None = None, model: str = "medically_monitored", name: str | None = None):
+        code = code or f"U{next(_names)}"
+        with app.app_context():
+            services.create_unit(code, name or f"Unit {code}", model, now=clock())
+        return code
+
+    return make
+
+
+@pytest.fixture
+def make_staff(app, clock):
+    """make_staff(unit_code, role, username=None) -> the username (password: PASSWORD)."""
+    from unit import services
+
+    def make(unit_code: str, role: str, username: str | None = None, email: str | None = None):
+        username = username or f"{role}{next(_names)}"
+        with app.app_context():
+            services.create_staff(unit_code=unit_code, username=username, role=role,
+                                  password=PASSWORD, full_name=username.title(), email=email,
+                                  now=clock(), min_password_length=8)
+        return username
+
+    return make
+
+
+@pytest.fixture
+def login(app):
+    """login(username) -> a test client signed in as that user."""
+
+    def sign_in(username: str, password: str = PASSWORD):
+        client = app.test_client()
+        response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return client
+
+    return sign_in
+
+
+@pytest.fixture
+def unit_staff(make_unit, make_staff, login):
+    """unit_staff(model) -> (unit code, {role: signed-in client}) for one unit."""
+
+    def make(model: str = "medically_monitored"):
+        code = make_unit(model=model)
+        clients = {role: login(make_staff(code, role))
+                   for role in ("nurse", "doctor", "gp", "manager", "inspector")}
+        return code, clients
+
+    return make
+
+
+def referral(name: str = "Alex Example", dob: str = "1980-05-17", substances=("alcohol",),
+             nhs_number: str | None = None, **assessment) -> dict:
+    """A referral body for POST /api/v1/admissions."""
+    resident = {"name": name, "date_of_birth": dob}
+    if nhs_number is not None:
+        resident["nhs_number"] = nhs_number
+    return {"resident": resident, "substances": list(substances),
+            "assessment": {**ASSESSMENT_OK, **assessment}}
+
+
+@pytest.fixture
+def admit():
+    """admit(client, **referral kw) -> the admission JSON (asserts 201)."""
+
+    def make(client, **kw):
+        response = client.post("/api/v1/admissions", json=referral(**kw))
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return make
+
+
+def years_ago(years: int, days: int = 0) -> str:
+    today = date.today()
+    try:
+        then = today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        then = today.replace(year=today.year - years, day=28)
+    return (then - timedelta(days=days)).isoformat()
+
+
+def audit_rows(app, unit_code: str) -> list:
+    from unit.models import AuditEvent, Unit
+
+    with app.app_context():
+        unit_id = db.session.scalar(sa.select(Unit.id).where(Unit.code == unit_code))
+        return list(db.session.execute(
+            sa.select(AuditEvent.seq, AuditEvent.action, AuditEvent.actor_role)
+            .where(AuditEvent.unit_id == unit_id).order_by(AuditEvent.seq)))
