@@ -53,7 +53,13 @@ def register_database(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind the extensions to the app."""
+    """Bind the extensions to the app (every model module imported, for migrations)."""
+    import config.idempotency  # noqa: F401
+    import config.outbox  # noqa: F401
+    import config.scheduler  # noqa: F401
+    import monitoring.models  # noqa: F401
+    import unit.models  # noqa: F401
+
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)),
                                                      "migrations"))
@@ -64,15 +70,19 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """API blueprints (JSON, CSRF-exempt: see register_security) and page blueprints."""
     from config.pages import bp as shell_pages
+    from config.views import blp as system_api
+    from monitoring.pages import bp as monitoring_pages
+    from monitoring.views import blp as monitoring_api
     from unit.auth import ALL_ROLES, roles_required
     from unit.pages import bp as unit_pages
     from unit.views import blp as unit_api
 
-    for blueprint in (unit_api,):
+    for blueprint in (system_api, unit_api, monitoring_api):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
     app.register_blueprint(shell_pages)
     app.register_blueprint(unit_pages)
+    app.register_blueprint(monitoring_pages)
 
     # The OpenAPI document is for signed-in users too.
     for endpoint in ("api-docs.openapi_json",):
@@ -95,7 +105,8 @@ def register_security(app: Flask) -> None:
         if request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS"):
             _check_same_origin()
         try:
-            staff = resolve_session(session.get("token"), now())
+            staff = resolve_session(session.get("token"), now(),
+                                    activity=request.headers.get("X-Background-Refresh") != "1")
         except Unauthorized:
             if wants_json():
                 raise
@@ -136,7 +147,34 @@ def _check_same_origin() -> None:
 
 def register_hooks(app: Flask) -> None:
     """Wire the packages together: the only place that sees all three."""
+    from monitoring import escalations
+    from monitoring import services as monitoring
+    from unit import services as unit
+
     register_error_handlers(app)
+    register_template_filters(app)
+
+    @app.context_processor
+    def scheduler_banner():
+        # Every page shows a red banner when the due sweep has not run recently.
+        if getattr(g, "staff", None) is None:
+            return {}
+        from config.scheduler import heartbeat_status
+
+        return {"scheduler": heartbeat_status(now())}
+
+    # Hooks are module-level lists: register each function once, however many apps are made.
+    from monitoring.pages import BOARD as monitoring_board
+    from monitoring.pages import ESCALATION_BOARD as escalation_board
+    from unit.pages import board_extensions
+
+    _add_once(unit.admitted_hooks, monitoring.start_schedules)
+    _add_once(unit.discharged_hooks, monitoring.stop_schedules)
+    _add_once(board_extensions, monitoring_board)
+    _add_once(board_extensions, escalation_board)
+    _add_once(monitoring.observation_hooks, escalations.on_observation)
+    _add_once(monitoring.refusal_hooks, escalations.on_repeated_refusal)
+    _add_once(monitoring.missed_hooks, escalations.on_missed)
     logging.basicConfig(level=logging.INFO if not app.testing else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -144,7 +182,34 @@ def register_hooks(app: Flask) -> None:
 def register_cli(app: Flask) -> None:
     """Command-line groups: unit, user, audit, demo."""
     from config.demo import demo_cli
+    from config.scheduler import scheduler_cli
     from unit.cli import audit_cli, unit_cli, user_cli
 
-    for group in (unit_cli, user_cli, audit_cli, demo_cli):
+    for group in (unit_cli, user_cli, audit_cli, demo_cli, scheduler_cli):
         app.cli.add_command(group)
+
+
+def _add_once(hooks: list, function) -> None:
+    if function not in hooks:
+        hooks.append(function)
+
+
+def register_template_filters(app: Flask) -> None:
+    """Times shown in the unit's own time zone (UK local time by default)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(app.config.get("UNIT_TIMEZONE", "Europe/London"))
+
+    def local(value, fmt: str) -> str:
+        return value.astimezone(zone).strftime(fmt) if value else ""
+
+    app.add_template_filter(lambda v: local(v, "%H:%M"), "hm")
+    app.add_template_filter(lambda v: local(v, "%d %b %H:%M"), "dhm")
+    app.add_template_filter(lambda v: local(v, "%d %b %Y %H:%M"), "dyhm")
+
+    def interval(minutes: int) -> str:
+        if minutes % 60 == 0:
+            return f"{minutes // 60} h"
+        return f"{minutes} min"
+
+    app.add_template_filter(interval, "interval")

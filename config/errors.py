@@ -1,14 +1,16 @@
 """Domain errors and the one place that turns every error into an HTTP problem (RFC 9457)."""
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
 from flask import Flask, Response, jsonify, render_template, request
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class ValidationFailed(DomainError):
 
 # The only mapping from domain error kinds to HTTP status codes.
 STATUS_BY_KIND = {
+    "bad-request": 400,
     "invalid": 422,
     "not-found": 404,
     "conflict": 409,
@@ -229,3 +232,23 @@ class ProblemApi(Api):
 
     def handle_http_exception(self, error):
         return http_error_response(error)
+
+
+class _BodyParser(FlaskParser):
+    """webargs' parser, except that JSON nested too deeply to parse is invalid JSON (400).
+
+    The standard library's decoder raises RecursionError on a body such as ``[[[[...``;
+    webargs only turns JSONDecodeError into a 400, so that body would otherwise be a 500.
+    """
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            raise json.JSONDecodeError("JSON nested too deeply", "<body>", 0) from None
+
+
+class ApiBlueprint(Blueprint):
+    """flask-smorest's Blueprint with the parser above; every API blueprint uses it."""
+
+    ARGUMENTS_PARSER = _BodyParser()

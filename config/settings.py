@@ -26,6 +26,8 @@ class BaseConfig:
     PASSWORD_MIN_LENGTH = 10
 
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the server-side session
+    # No request of this system comes near 1 MiB; a larger body is refused (413) unread.
+    MAX_CONTENT_LENGTH = 1024 * 1024
 
     API_TITLE = "Detox unit API"
     API_VERSION = "v1"
@@ -34,6 +36,18 @@ class BaseConfig:
     OPENAPI_JSON_PATH = "openapi.json"
 
     TESTING = False
+
+    # SMTP delivery of escalation notifications (the scheduler sends from the outbox).
+    MAIL_HOST = os.environ.get("MAIL_HOST", "127.0.0.1")
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+    MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "0") == "1"   # STARTTLS
+    MAIL_USE_SSL = os.environ.get("MAIL_USE_SSL", "0") == "1"   # implicit TLS (port 465)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
+    MAIL_FROM = os.environ.get("MAIL_FROM", "detox-unit@localhost")
+    MAIL_MESSAGE_ID_DOMAIN = os.environ.get("MAIL_MESSAGE_ID_DOMAIN", "detox-unit.local")
+    MAIL_TIMEOUT = float(os.environ.get("MAIL_TIMEOUT", "10"))
+    UNIT_TIMEZONE = os.environ.get("UNIT_TIMEZONE", "Europe/London")  # times shown on pages
 
 
 class DevelopmentConfig(BaseConfig):

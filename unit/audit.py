@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +34,10 @@ def _default(value: Any) -> Any:
 def event_hash(event: AuditEvent) -> str:
     """SHA-256 over the event's content and the previous link."""
     content = {
-        "unit_id": event.unit_id, "seq": event.seq, "at": event.at.isoformat(),
+        # In UTC, as the database gives it back: a caller's "now" in another offset must not
+        # make a sound event look altered on verification.
+        "unit_id": event.unit_id, "seq": event.seq,
+        "at": event.at.astimezone(timezone.utc).isoformat(),
         "actor_id": event.actor_id, "actor_role": event.actor_role, "action": event.action,
         "entity_type": event.entity_type, "entity_id": event.entity_id,
         "resident_id": event.resident_id, "before": event.before, "after": event.after,

@@ -120,8 +120,11 @@ def revoke_sessions(staff: Staff, now: datetime) -> int:
     return len(sessions)
 
 
-def resolve_session(token: str | None, now: datetime) -> Staff:
-    """The member of staff behind a session token, or Unauthorized (expired, revoked, unknown)."""
+def resolve_session(token: str | None, now: datetime, *, activity: bool = True) -> Staff:
+    """The member of staff behind a session token, or Unauthorized (expired, revoked, unknown).
+
+    ``activity=False`` (a page refreshing itself) does not count as use of the session.
+    """
     if not token:
         raise Unauthorized("Sign in first.")
     session = db.session.get(StaffSession, _token_hash(token))
@@ -138,7 +141,7 @@ def resolve_session(token: str | None, now: datetime) -> Staff:
     staff = session.staff
     if not staff.active:
         raise Unauthorized("Your account is disabled.")
-    if now - session.last_seen_at > timedelta(seconds=60):
+    if activity and now - session.last_seen_at > timedelta(seconds=60):
         _touch(session.token_hash, now)  # at most once a minute, to keep reads cheap
     return staff
 

@@ -1,7 +1,12 @@
 """Server-rendered pages of the unit package: the resident list, admission form, resident page."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 from marshmallow import ValidationError
 
 from config.clock import now
@@ -14,10 +19,25 @@ from unit.schemas import DischargeIn, HarmReductionIn, ReferralIn, admission_vie
 
 bp = Blueprint("unit_pages", __name__, template_folder="templates")
 
-# Other packages add what they know of a resident to the board and the resident page
-# (monitoring: scores and due times; medication: doses). Each is called with the admissions
-# shown and returns {admission_id: context} in a constant number of queries.
-board_extensions: list = []
+
+
+@dataclass
+class BoardExtension:
+    """What another package adds to the ward board and the resident page.
+
+    ``cells(admissions, now)`` returns {admission_id: [cell HTML, one per header]} in a
+    constant number of queries; ``sections(admission, now)`` returns HTML blocks for the
+    resident page; ``alerts(unit_id, now)`` returns HTML shown above the board.
+    """
+
+    headers: tuple[str, ...] = ()
+    cells: Callable[[list, datetime], dict[int, list[Markup]]] | None = None
+    sections: Callable[[object, datetime], list[Markup]] | None = None
+    alerts: Callable[[int, datetime], list[Markup]] | None = None
+
+
+# Filled when the app is assembled (monitoring: scores and due times; medication: doses).
+board_extensions: list[BoardExtension] = []
 
 
 @bp.route("/")
@@ -26,12 +46,18 @@ def board():
     """The ward board: every active resident of the unit."""
     staff, at = current_staff(), now()
     admissions = services.list_admissions(staff, status="active")
-    extras = {}
+    headers, cells, alerts = [], {a.id: [] for a in admissions}, []
     for extension in board_extensions:
-        for admission_id, context in extension(admissions, at).items():
-            extras.setdefault(admission_id, {}).update(context)
+        headers.extend(extension.headers)
+        found = extension.cells(admissions, at) if extension.cells else {}
+        blank = [Markup("<td></td>")] * len(extension.headers)
+        for admission in admissions:
+            cells[admission.id].extend(found.get(admission.id, blank))
+        if extension.alerts:
+            alerts.extend(extension.alerts(staff.unit_id, at))
     return render_template(
-        "unit/board.html", admissions=[admission_view(a, at) for a in admissions], extras=extras,
+        "unit/board.html", admissions=[admission_view(a, at) for a in admissions],
+        headers=headers, cells=cells, alerts=alerts,
         checklists=services.open_checklists(staff.unit_id),
         model=services.model_at(staff.unit_id, at), labels=SETTING_LABELS)
 
@@ -84,11 +110,11 @@ def admit():
                            model=services.model_at(current_staff().unit_id, now())), status
 
 
-def _flatten(messages: dict, prefix: str = "") -> dict:
+def _flatten(messages: dict) -> dict:
     flat = {}
     for key, value in messages.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, ""))
+            flat.update(_flatten(value))
         else:
             flat[key] = value
     return flat
@@ -100,10 +126,9 @@ def resident(admission_id: int):
     """The resident's page: admission, assessment, risk and discharge."""
     at = now()
     admission = services.get_admission(current_staff(), admission_id)
-    extras = {}
-    for extension in board_extensions:
-        extras.update(extension([admission], at).get(admission.id, {}))
-    return render_template("unit/resident.html", a=admission_view(admission, at), extras=extras,
+    sections = [block for extension in board_extensions if extension.sections
+                for block in extension.sections(admission, at)]
+    return render_template("unit/resident.html", a=admission_view(admission, at), sections=sections,
                            discharge_types=DISCHARGE_TYPES, checklist_items=HARM_REDUCTION_ITEMS,
                            labels=SETTING_LABELS)
 

@@ -1,7 +1,7 @@
 """marshmallow schemas at the edge of the unit package: input (…In) and output."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timezone
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
 
@@ -10,7 +10,15 @@ from unit.models import CARE_MODELS, DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, ROLE
 
 def StrictBool(**kw) -> fields.Boolean:  # noqa: N802 - a field factory
     """A boolean that accepts only JSON true/false (never "yes", 1 or "")."""
-    return fields.Boolean(truthy={True}, falsy={False}, **kw)
+    return _StrictBoolean(truthy={True}, falsy={False}, **kw)
+
+
+class _StrictBoolean(fields.Boolean):
+    # truthy={True} alone lets 1 and 0 through (1 == True and hashes alike).
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def StrictInt(**kw) -> fields.Integer:  # noqa: N802
@@ -18,14 +26,37 @@ def StrictInt(**kw) -> fields.Integer:  # noqa: N802
     return fields.Integer(strict=True, **kw)
 
 
+def StrictFloat(**kw) -> fields.Float:  # noqa: N802
+    """A number that refuses strings ("12") and booleans; NaN and infinity are refused too."""
+    return _StrictFloat(**kw)
+
+
+class _StrictFloat(fields.Float):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def Timestamp(**kw) -> fields.AwareDateTime:  # noqa: N802
     """An ISO 8601 timestamp that must carry its timezone (a bare local time is ambiguous)."""
-    return fields.AwareDateTime(format="iso", **kw)
+    return _UTCTimestamp(format="iso", **kw)
+
+
+class _UTCTimestamp(fields.AwareDateTime):
+    # Loaded as UTC; an offset that pushes the instant past year 9999 is invalid input, not a 500.
+    def _deserialize(self, value, attr, data, **kwargs):
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return loaded.astimezone(timezone.utc)
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
 
 
 def nhs_number_is_valid(value: str) -> bool:
     """NHS number modulus-11 check: weights 10..2, check digit 11 - (sum mod 11); 10 is invalid."""
-    if len(value) != 10 or not value.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" and other scripts' digits.
+    if len(value) != 10 or not (value.isascii() and value.isdigit()):
         return False
     total = sum(int(digit) * weight for digit, weight in zip(value[:9], range(10, 1, -1)))
     check = 11 - total % 11
@@ -65,8 +96,8 @@ class ResidentIn(Schema):
 class AssessmentIn(Schema):
     sadq = StrictInt(required=True, validate=validate.Range(0, 60))
     audit = StrictInt(required=True, validate=validate.Range(0, 40))
-    units_per_day = fields.Float(load_default=None, allow_none=True,
-                                 validate=validate.Range(0, 200))
+    units_per_day = StrictFloat(load_default=None, allow_none=True,
+                                validate=validate.Range(0, 200))
     history_of_seizures = StrictBool(required=True)
     history_of_delirium_tremens = StrictBool(required=True)
     significant_comorbidity = StrictBool(required=True)

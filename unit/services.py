@@ -37,6 +37,10 @@ from unit.models import (
     UnitProtocol,
 )
 
+# Ids are 32-bit integers in the database: a larger id in a URL names nothing (and must not
+# reach the driver, which would fail with an overflow instead of "not found").
+MAX_ID = 2**31 - 1
+
 # How far back a model change may be dated: clock skew only. History is never rewritten.
 BACKDATE_TOLERANCE = timedelta(minutes=5)
 
@@ -297,7 +301,7 @@ def _find_or_create_resident(unit_id: int, data: dict, now: datetime) -> Residen
 
 def get_admission(actor: Staff, admission_id: int) -> Admission:
     """An admission of the actor's unit (another unit's is not found)."""
-    admission = db.session.get(Admission, admission_id)
+    admission = db.session.get(Admission, admission_id) if 0 < admission_id <= MAX_ID else None
     if admission is None or admission.unit_id != actor.unit_id:
         raise AdmissionNotFound(f"There is no admission {admission_id} on your unit.")
     return admission
@@ -316,8 +320,10 @@ def discharge_admission(actor: Staff, admission_id: int, *, discharge_type: str,
                         note: str | None, now: datetime) -> Admission:
     """Discharge a resident; a self-discharge opens the harm-reduction checklist."""
     admission = db.session.scalars(
-        select(Admission).where(Admission.id == admission_id).with_for_update()
-    ).first()
+        # OF admissions: the resident is eager-loaded by an outer join, and PostgreSQL refuses
+        # to lock the nullable side of one.
+        select(Admission).where(Admission.id == admission_id).with_for_update(of=Admission)
+    ).first() if 0 < admission_id <= MAX_ID else None
     if admission is None or admission.unit_id != actor.unit_id:
         raise AdmissionNotFound(f"There is no admission {admission_id} on your unit.")
     if admission.status != "active":

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from flask import current_app, request, session
-from flask_smorest import Blueprint
 
 from config.clock import now
+from config.errors import ApiBlueprint as Blueprint
 from unit import services
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
 from unit.schemas import (

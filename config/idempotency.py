@@ -1,0 +1,146 @@
+"""Idempotency keys for clinical writes: a retry with the same key and body replays the first
+result and writes nothing, also when both arrive at once (the database decides)."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Response, g, redirect, request
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from config.clock import now
+from config.db import unit_of_work
+from config.errors import DomainError, RecordedRefusal, domain_error_response
+from config.extensions import db
+
+KEY_LIFETIME = timedelta(days=7)  # keys live at least 7 days
+HEADER = "Idempotency-Key"
+
+
+class IdempotencyKey(db.Model):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (sa.UniqueConstraint("unit_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("units.id"))
+    key: Mapped[str] = mapped_column(sa.String(200))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int | None]
+    response: Mapped[Any | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class MissingIdempotencyKey(DomainError):
+    type = "idempotency-key-missing"
+    title = "An Idempotency-Key header is required"
+    kind = "bad-request"
+
+
+class IdempotencyKeyReused(DomainError):
+    type = "idempotency-key-reused"
+    title = "This Idempotency-Key was used for a different request"
+
+
+def _fingerprint() -> str:
+    return fingerprint_of(request.method, request.path, request.get_json(silent=True))
+
+
+def idempotent(view: Callable) -> Callable:
+    """Require an Idempotency-Key on a clinical write and replay the first result on a retry."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        key = request.headers.get(HEADER, "").strip()
+        if not key:
+            raise MissingIdempotencyKey(
+                f"Send an {HEADER} header (a new random value per intended write, the same "
+                "value on a retry) so that a retry can never record twice.")
+        if len(key) > 200:
+            raise MissingIdempotencyKey(f"The {HEADER} header is longer than 200 characters.")
+        return run_once(key, _fingerprint(), lambda: view(*args, **kwargs))
+
+    return wrapper
+
+
+def idempotent_if_keyed(view: Callable) -> Callable:
+    """Honour an Idempotency-Key when one is sent (for writes that are safe to repeat)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        key = request.headers.get(HEADER, "").strip()
+        if not key:
+            return view(*args, **kwargs)
+        return idempotent(view)(*args, **kwargs)
+
+    return wrapper
+
+
+def fingerprint_of(*parts: Any) -> str:
+    """A stable hash of what a request asked for (to tell a retry from a different request)."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@unit_of_work
+def run_once(key: str, fingerprint: str, produce: Callable[[], Response]) -> Response:
+    """Produce the response once per key in one transaction; replay it for a retry."""
+    unit_id, at = g.staff.unit_id, now()
+    insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)
+    claimed = db.session.execute(
+        insert(IdempotencyKey).values(unit_id=unit_id, key=key, fingerprint=fingerprint,
+                                      created_at=at, expires_at=at + KEY_LIFETIME)
+        .on_conflict_do_nothing(index_elements=["unit_id", "key"])
+        .returning(IdempotencyKey.id)
+    ).scalar()
+    if claimed is None:
+        # Another request with this key committed first (on PostgreSQL we waited for it).
+        first = db.session.scalars(select_key(unit_id, key)).one()
+        if first.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                f"The {HEADER} {key!r} was already used for a different request; use a new key "
+                "for a new write.")
+        if first.status_code is None:
+            raise IdempotencyKeyReused(f"The {HEADER} {key!r} is in use by a request that has "
+                                       "not finished; retry in a moment.")
+        if first.status_code in (302, 303):
+            replay = redirect(first.response["location"], code=first.status_code)
+        else:
+            replay = Response(json.dumps(first.response), status=first.status_code,
+                              mimetype="application/problem+json" if first.status_code >= 400
+                              else "application/json")
+        replay.headers["Idempotent-Replayed"] = "true"
+        return replay
+    try:
+        response = produce()
+    except RecordedRefusal as refusal:
+        # The refusal is itself a record; a retry must see the same refusal, not a second one.
+        _store(claimed, domain_error_response(refusal))
+        raise
+    _store(claimed, response)
+    return response
+
+
+def _store(key_id: int, response: Response) -> None:
+    body = ({"location": response.location} if response.status_code in (302, 303)
+            else response.get_json(silent=True))
+    db.session.execute(sa.update(IdempotencyKey).where(IdempotencyKey.id == key_id).values(
+        status_code=response.status_code, response=body))
+
+
+def select_key(unit_id: int, key: str):
+    return sa.select(IdempotencyKey).where(IdempotencyKey.unit_id == unit_id,
+                                           IdempotencyKey.key == key)
+
+
+@unit_of_work
+def purge_expired_keys(at: datetime) -> int:
+    """Delete keys past their lifetime (run by the scheduler)."""
+    result = db.session.execute(sa.delete(IdempotencyKey).where(IdempotencyKey.expires_at < at))
+    return result.rowcount or 0

@@ -1,0 +1,148 @@
+"""The notification outbox: messages written in the same transaction as what caused them,
+delivered by the scheduler over SMTP with retries and backoff. Nothing is lost (a message
+stays until sent) and a retry never resends a message that went out (each send is committed
+on its own, and carries a stable Message-ID for receivers that deduplicate)."""
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import Mapped, mapped_column
+
+from config.db import unit_of_work
+from config.extensions import db
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = timedelta(minutes=15)
+FAILING_AFTER_ATTEMPTS = 3  # shown on the board as a delivery problem from this many failures
+BATCH = 50
+
+
+class OutboxMessage(db.Model):
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'sent')", name="status"),
+        sa.Index("ix_outbox_messages_due", "status", "next_attempt_at"),
+        sa.UniqueConstraint("dedup_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("units.id"), index=True)
+    dedup_key: Mapped[str] = mapped_column(sa.String(200))
+    recipient_staff_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"), index=True)
+    recipient_address: Mapped[str | None] = mapped_column(sa.String(254))
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text)
+    ref_type: Mapped[str | None] = mapped_column(sa.String(40))
+    ref_id: Mapped[int | None]
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+def enqueue(*, unit_id: int, dedup_key: str, recipient_staff_id: int | None,
+            recipient_address: str | None, subject: str, body: str, ref_type: str | None,
+            ref_id: int | None, now: datetime) -> OutboxMessage | None:
+    """Queue a message in the caller's transaction; the same dedup_key is queued only once."""
+    exists = db.session.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key))
+    if exists:
+        return None
+    message = OutboxMessage(unit_id=unit_id, dedup_key=dedup_key, recipient_staff_id=recipient_staff_id,
+                            recipient_address=recipient_address, subject=subject[:300], body=body,
+                            ref_type=ref_type, ref_id=ref_id, status="pending", attempts=0,
+                            next_attempt_at=now, created_at=now)
+    db.session.add(message)
+    return message
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... up to 15 minutes between attempts."""
+    return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+
+
+def _send(message: OutboxMessage) -> None:
+    config = current_app.config
+    email = EmailMessage()
+    email["From"] = config["MAIL_FROM"]
+    email["To"] = message.recipient_address
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(message.created_at)
+    email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}", domain=config["MAIL_MESSAGE_ID_DOMAIN"])
+    email.set_content(message.body)
+    host, port, timeout = config["MAIL_HOST"], config["MAIL_PORT"], config["MAIL_TIMEOUT"]
+    if config["MAIL_USE_SSL"]:
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=timeout)
+    with smtp:
+        if config["MAIL_USE_TLS"]:
+            smtp.starttls(context=ssl.create_default_context())
+        if config["MAIL_USERNAME"]:
+            smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
+        smtp.send_message(email)
+
+
+def deliver_due(now: datetime) -> dict[str, int]:
+    """Send every pending message whose time has come; each outcome committed on its own."""
+    query = (sa.select(OutboxMessage.id)
+             .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(BATCH))
+    counts = {"sent": 0, "failed": 0}
+    for message_id in list(db.session.scalars(query)):
+        db.session.rollback()  # end the read; each message gets its own short transaction
+        outcome = _deliver_one(message_id, now)
+        if outcome:
+            counts[outcome] += 1
+    return counts
+
+
+@unit_of_work
+def _deliver_one(message_id: int, now: datetime) -> str | None:
+    query = sa.select(OutboxMessage).where(OutboxMessage.id == message_id,
+                                           OutboxMessage.status == "pending")
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # another worker has it: leave it
+    message = db.session.scalars(query).first()
+    if message is None or message.next_attempt_at > now:
+        return None
+    if not message.recipient_address:
+        # Nobody to e-mail: the message stays visible in the app; mark it done for SMTP.
+        message.status, message.sent_at = "sent", now
+        message.last_error = "no e-mail address: shown in the app only"
+        return "sent"
+    message.attempts += 1
+    try:
+        _send(message)
+    except (OSError, smtplib.SMTPException) as error:
+        message.last_error = f"{type(error).__name__}: {error}"[:2000]
+        message.next_attempt_at = now + backoff(message.attempts)
+        log.warning("outbox message %s not delivered (attempt %s): %s", message.id,
+                    message.attempts, message.last_error)
+        return "failed"
+    message.status, message.sent_at, message.last_error = "sent", now, None
+    return "sent"
+
+
+def failing(unit_id: int) -> list[OutboxMessage]:
+    """Messages that keep failing to go out (shown on the board)."""
+    return list(db.session.scalars(
+        sa.select(OutboxMessage).where(OutboxMessage.unit_id == unit_id,
+                                       OutboxMessage.status == "pending",
+                                       OutboxMessage.attempts >= FAILING_AFTER_ATTEMPTS)
+        .order_by(OutboxMessage.created_at)))
+
+
+def for_staff(staff_id: int, limit: int = 20) -> list[OutboxMessage]:
+    """The latest notifications addressed to a member of staff (shown in the app)."""
+    return list(db.session.scalars(
+        sa.select(OutboxMessage).where(OutboxMessage.recipient_staff_id == staff_id)
+        .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc()).limit(limit)))

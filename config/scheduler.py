@@ -1,0 +1,130 @@
+"""The scheduler process (``flask --app wsgi scheduler run``) and its heartbeat.
+
+Never started by create_app: every web worker would run every job. Jobs read what is due from
+the domain tables, so a restart loses nothing; each run writes a heartbeat row, and a stale
+heartbeat turns every page red and /api/v1/health degraded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.orm import Mapped, mapped_column
+
+from config.db import unit_of_work, utcnow
+from config.extensions import db
+
+log = logging.getLogger(__name__)
+STALE_AFTER = timedelta(minutes=5)
+
+
+class SchedulerHeartbeat(db.Model):
+    __tablename__ = "scheduler_heartbeats"
+
+    job: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    last_run_at: Mapped[datetime]
+    last_ok_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    host: Mapped[str] = mapped_column(sa.String(120))
+    pid: Mapped[int]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    seconds: int
+    run: Callable[[datetime], object]
+
+
+def jobs() -> list[Job]:
+    """Every scheduled job, from the packages (assembled here, the composition root)."""
+    from config.idempotency import purge_expired_keys
+    from config.outbox import deliver_due
+    from monitoring.jobs import JOBS as monitoring_jobs
+
+    return [*monitoring_jobs, Job("deliver_notifications", 15, deliver_due),
+            Job("purge_idempotency_keys", 3600, purge_expired_keys)]
+
+
+@unit_of_work
+def _beat(job: str, at: datetime, error: str | None) -> None:
+    row = db.session.get(SchedulerHeartbeat, job)
+    if row is None:
+        row = SchedulerHeartbeat(job=job, last_run_at=at, host=socket.gethostname()[:120], pid=os.getpid())
+        db.session.add(row)
+    row.last_run_at, row.host, row.pid = at, socket.gethostname()[:120], os.getpid()
+    if error is None:
+        row.last_ok_at, row.last_error = at, None
+    else:
+        row.last_error = error[:2000]
+
+
+def run_job(app: Flask, job: Job, at: datetime | None = None) -> bool:
+    """Run one job in an app context and record its heartbeat; True when it succeeded."""
+    with app.app_context():
+        at = at or _now()
+        try:
+            job.run(at)
+        except Exception as error:  # a failing job must be seen, not kill the scheduler
+            log.exception("job %s failed", job.name)
+            db.session.rollback()
+            _beat(job.name, at, f"{type(error).__name__}")
+            return False
+        _beat(job.name, at, None)
+        return True
+
+
+def _now() -> datetime:
+    from config.clock import now
+
+    return now()
+
+
+def heartbeat_status(now: datetime) -> dict:
+    """When the due sweep last succeeded and whether that is stale."""
+    last_ok = db.session.scalar(sa.select(SchedulerHeartbeat.last_ok_at)
+                                .where(SchedulerHeartbeat.job == "due_sweep"))
+    stale_after = current_app.config.get("SCHEDULER_STALE_AFTER", STALE_AFTER)
+    return {"last_heartbeat_at": last_ok,
+            "stale": last_ok is None or now - last_ok > stale_after,
+            "stale_after_minutes": int(stale_after.total_seconds() // 60)}
+
+
+scheduler_cli = AppGroup("scheduler", help="The job scheduler (one process, beside the web server).")
+
+
+@scheduler_cli.command("run")
+@with_appcontext
+def run_command() -> None:
+    """Run the scheduler in the foreground until stopped."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    app = current_app._get_current_object()
+    scheduler = BlockingScheduler(timezone="UTC", job_defaults={
+        "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+    for job in jobs():
+        scheduler.add_job(run_job, "interval", seconds=job.seconds, args=[app, job], id=job.name,
+                          next_run_time=utcnow())
+    click.echo(f"Scheduler running: {', '.join(j.name for j in jobs())}.")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
+@scheduler_cli.command("tick")
+@with_appcontext
+def tick_command() -> None:
+    """Run every job once now (for cron, or to catch up by hand)."""
+    app = current_app._get_current_object()
+    failed = [job.name for job in jobs() if not run_job(app, job)]
+    click.echo("All jobs ran." if not failed else f"Failed: {', '.join(failed)}")
+    raise SystemExit(1 if failed else 0)

@@ -1,0 +1,36 @@
+"""System API: health of the service, its database and its scheduler."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from config.clock import now
+from config.extensions import db
+from config.scheduler import heartbeat_status
+from unit.auth import ALL_ROLES, roles_required
+
+blp = Blueprint("system_api", __name__, url_prefix="/api/v1", description="Service health")
+
+
+class SchedulerStatus(Schema):
+    last_heartbeat_at = fields.DateTime(allow_none=True)
+    stale = fields.Boolean()
+    stale_after_minutes = fields.Integer()
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"description": "ok, or degraded when the scheduler is stale"})
+    database = fields.String()
+    scheduler = fields.Nested(SchedulerStatus)
+
+
+@blp.route("/health", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, HealthSchema)
+def health():
+    """Is the database answering and has the scheduler checked observations recently?"""
+    db.session.execute(sa.text("SELECT 1"))
+    scheduler = heartbeat_status(now())
+    return {"status": "degraded" if scheduler["stale"] else "ok", "database": "ok",
+            "scheduler": scheduler}

@@ -1,0 +1,504 @@
+"""Escalation: who must know, how fast, and what happens when nobody answers.
+
+CLINICAL.md section 3. Routing follows the unit's care model at the moment of escalation:
+medically managed -> the on-site doctor on duty; medically monitored -> the visiting GP on
+call (and, for an emergency, the nurse is told to call 999 now: no doctor is on site).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from config.db import unit_of_work
+from config.errors import Conflict, DomainError, Forbidden, NotFound
+from config.extensions import db
+from config.outbox import enqueue
+from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, RotaShift
+from unit.audit import record_event
+from unit.models import Admission, Staff
+from unit.services import get_admission, model_at, protocol_settings
+
+ESCALATION_DEFAULTS: dict[str, Any] = {
+    # CLINICAL.md s3: acknowledgement targets in minutes.
+    "targets": {"emergency": 5, "urgent": 30, "soon": 120},
+    # The paging policy: level 1 the routed duty, then these duties in turn.
+    "levels": ["second_on_call", "clinical_lead"],
+}
+SEVERITY_RANK = {"soon": 1, "urgent": 2, "emergency": 3}
+ROUTE_ROLES = {"on_site_doctor": {"doctor"}, "visiting_gp": {"gp"}, "nurse_in_charge": {"nurse"}}
+DUTY_LABELS = {"nurse_in_charge": "nurse in charge", "on_site_doctor": "on-site doctor",
+               "visiting_gp": "visiting GP on call", "second_on_call": "second on call",
+               "clinical_lead": "clinical lead"}
+CLINICAL_SIGNS = {"seizure": "Seizure", "delirium_tremens": "Signs of delirium tremens",
+                  "wernicke": "Signs of Wernicke's encephalopathy"}
+
+
+class EscalationNotFound(NotFound):
+    type = "escalation-not-found"
+    title = "No such escalation on your unit"
+
+
+class EscalationClosed(Conflict):
+    type = "escalation-resolved"
+    title = "The escalation is already resolved"
+
+
+class OverrideRefused(DomainError):
+    type = "override-refused"
+    title = "This escalation cannot be overridden"
+    kind = "conflict"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why an escalation is raised: its cause (for deduplication), severity and words."""
+
+    code: str
+    severity: str
+    reason: str
+    dedup_key: str
+
+
+def settings_for(unit_id: int) -> dict[str, Any]:
+    """The unit's escalation protocol."""
+    return protocol_settings(unit_id, "escalation", ESCALATION_DEFAULTS)
+
+
+def trigger_for(observation: Observation) -> Trigger | None:
+    """The escalation an observation calls for under the default protocol, if any."""
+    scale, total, band = observation.scale, observation.total, observation.band
+    key = f"obs:{scale}"
+    if scale == "news2":
+        if band == "high":
+            return Trigger("news2_high", "emergency", f"NEWS2 {total}: high risk (7 or more)", key)
+        if band == "medium":
+            return Trigger("news2_medium", "urgent", f"NEWS2 {total}: medium risk (5-6)", key)
+        if band == "low-medium":
+            threes = [k.replace("_", " ") for k, v in (observation.item_scores or {}).items() if v >= 3]
+            return Trigger("news2_single_3", "urgent",
+                           f"NEWS2 {total}: a single parameter scored 3 ({', '.join(threes)})", key)
+    if scale == "ciwa-ar":
+        if total >= 20:  # CLINICAL.md: emergency at 20 or more (consider transfer)
+            return Trigger("ciwa_emergency", "emergency",
+                           f"CIWA-Ar {total}: 20 or more, consider transfer", key)
+        if band == "severe":
+            return Trigger("ciwa_severe", "urgent", f"CIWA-Ar {total}: severe withdrawal", key)
+    if scale == "cows":
+        if band == "severe":
+            return Trigger("cows_severe", "emergency", f"COWS {total}: severe withdrawal", key)
+        if band == "moderately_severe":
+            return Trigger("cows_moderately_severe", "urgent",
+                           f"COWS {total}: moderately severe withdrawal", key)
+    if scale == "gmaws" and band == "severe":
+        return Trigger("gmaws_severe", "urgent",
+                       f"GMAWS {total}: severe (8 or more): urgent medical review", key)
+    return None
+
+
+def _doctor_route(unit_id: int, at: datetime) -> tuple[str, str]:
+    model = model_at(unit_id, at)
+    return ("on_site_doctor" if model == "medically_managed" else "visiting_gp"), model
+
+
+def advice(escalation: Escalation) -> str | None:
+    """What the nurse must do now, beside waiting for the doctor."""
+    if escalation.severity != "emergency" or escalation.status == "resolved":
+        return None
+    if escalation.unit_model == "medically_monitored":
+        return "CALL 999 NOW: no doctor is on site. Then tell the visiting GP."
+    return "The on-site doctor has been called. Call 999 (advised)."
+
+
+# --- raising and updating -------------------------------------------------------------------
+
+def raise_escalation(admission: Admission, trigger: Trigger, *, source_type: str,
+                     source_id: int | None, actor: Staff | None, now: datetime,
+                     route: str | None = None) -> Escalation:
+    """Open an escalation, or update the live one for the same cause (a worsening re-alerts)."""
+    live = db.session.scalars(
+        select(Escalation).where(Escalation.admission_id == admission.id,
+                                 Escalation.dedup_key == trigger.dedup_key,
+                                 Escalation.status != "resolved").with_for_update()).first()
+    targets = settings_for(admission.unit_id)["targets"]
+    if live is not None:
+        return _update(live, trigger, source_type, source_id, actor, now, targets)
+    unit_model = model_at(admission.unit_id, now)
+    if route is None:
+        route, unit_model = _doctor_route(admission.unit_id, now)
+    target = targets[trigger.severity]
+    escalation = Escalation(
+        unit_id=admission.unit_id, admission_id=admission.id, dedup_key=trigger.dedup_key,
+        trigger=trigger.code, severity=trigger.severity, reason=trigger.reason,
+        source_type=source_type, source_id=source_id, status="open", route=route,
+        unit_model=unit_model, call_999=trigger.severity == "emergency", level=1,
+        target_minutes=target, raised_at=now, escalate_at=now + timedelta(minutes=target),
+        raised_by_id=actor.id if actor else None, updated_at=now)
+    db.session.add(escalation)
+    db.session.flush()
+    _step(escalation, now, "raised", f"{trigger.severity}: {trigger.reason}", actor)
+    _notify(escalation, now)
+    record_event(unit_id=admission.unit_id, actor=actor, action="escalation.raise",
+                 entity_type="escalation", entity_id=escalation.id,
+                 resident_id=admission.resident_id, now=now,
+                 after={"trigger": trigger.code, "severity": trigger.severity,
+                        "reason": trigger.reason, "route": route, "model": unit_model,
+                        "source": f"{source_type}:{source_id}"})
+    return escalation
+
+
+def _update(live: Escalation, trigger: Trigger, source_type: str, source_id: int | None,
+            actor: Staff | None, now: datetime, targets: dict[str, int]) -> Escalation:
+    worse = SEVERITY_RANK[trigger.severity] > SEVERITY_RANK[live.severity]
+    before = {"severity": live.severity, "reason": live.reason, "status": live.status}
+    live.reason, live.source_type, live.source_id = trigger.reason, source_type, source_id
+    live.updated_at = now
+    if worse:
+        live.severity, live.trigger = trigger.severity, trigger.code
+        live.target_minutes = targets[trigger.severity]
+        live.call_999 = live.call_999 or trigger.severity == "emergency"
+        if live.status == "acknowledged":
+            live.status = "open"  # worse since it was acknowledged: the doctor must know again
+        live.escalate_at = now + timedelta(minutes=live.target_minutes)
+        _step(live, now, "worsened", f"now {trigger.severity}: {trigger.reason}", actor)
+        _notify(live, now)
+    else:
+        _step(live, now, "updated", trigger.reason, actor)
+    record_event(unit_id=live.unit_id, actor=actor, action="escalation.update",
+                 entity_type="escalation", entity_id=live.id, now=now, before=before,
+                 after={"severity": live.severity, "reason": live.reason, "status": live.status})
+    return live
+
+
+def _step(escalation: Escalation, now: datetime, kind: str, detail: str, actor: Staff | None) -> None:
+    db.session.add(EscalationStep(escalation_id=escalation.id, at=now, kind=kind,
+                                  level=escalation.level, detail=detail,
+                                  staff_id=actor.id if actor else None))
+
+
+def duty_for_level(escalation: Escalation, level: int) -> str:
+    """The rota duty paged at a level: the route first, then the unit's escalation policy."""
+    if level == 1:
+        return escalation.route
+    levels = settings_for(escalation.unit_id)["levels"]
+    return levels[min(level - 2, len(levels) - 1)]
+
+
+def on_duty(unit_id: int, duty: str, at: datetime) -> list[RotaShift]:
+    """Rota shifts covering ``at`` for a duty."""
+    return list(db.session.scalars(
+        select(RotaShift).where(RotaShift.unit_id == unit_id, RotaShift.duty == duty,
+                                RotaShift.starts_at <= at, RotaShift.ends_at > at,
+                                RotaShift.cancelled_at.is_(None)).order_by(RotaShift.id)))
+
+
+FALLBACK_ROLES = {"on_site_doctor": ("doctor",), "visiting_gp": ("gp",),
+                  "nurse_in_charge": ("nurse",), "second_on_call": ("doctor", "gp"),
+                  "clinical_lead": ("manager",)}
+
+
+def _recipients(escalation: Escalation, level: int, at: datetime) -> tuple[str, list[tuple[Staff | None, str | None]]]:
+    duty = duty_for_level(escalation, level)
+    shifts = on_duty(escalation.unit_id, duty, at)
+    if shifts:
+        return duty, [(s.staff, s.staff.email if s.staff else s.contact) for s in shifts]
+    # A gap in the rota: page everyone who could answer, rather than no one.
+    staff = db.session.scalars(select(Staff).where(
+        Staff.unit_id == escalation.unit_id, Staff.active.is_(True),
+        Staff.role.in_(FALLBACK_ROLES[duty])).order_by(Staff.id)).all()
+    return duty, [(s, s.email) for s in staff]
+
+
+def _notify(escalation: Escalation, now: datetime) -> None:
+    admission = db.session.get(Admission, escalation.admission_id)
+    duty, recipients = _recipients(escalation, escalation.level, now)
+    steps = db.session.scalar(select(sa.func.count()).select_from(EscalationStep)
+                              .where(EscalationStep.escalation_id == escalation.id))
+    names = []
+    subject = (f"[{escalation.severity.upper()}] {admission.resident.name}: {escalation.reason}")
+    body = "\n".join(filter(None, [
+        f"{escalation.severity.upper()} escalation for {admission.resident.name} "
+        f"(admission {admission.id}).",
+        f"Reason: {escalation.reason}",
+        f"Acknowledge within {escalation.target_minutes} minutes.",
+        advice(escalation),
+        f"Paged as: {DUTY_LABELS[duty]} (level {escalation.level}).",
+    ]))
+    for staff, address in recipients:
+        key = f"esc:{escalation.id}:{steps}:{staff.id if staff else address}"
+        enqueue(unit_id=escalation.unit_id, dedup_key=key[:200],
+                recipient_staff_id=staff.id if staff else None, recipient_address=address,
+                subject=subject, body=body, ref_type="escalation", ref_id=escalation.id, now=now)
+        names.append(staff.full_name if staff else (address or "?"))
+    detail = (f"Paged {DUTY_LABELS[duty]}: {', '.join(names)}" if names
+              else f"No one to page as {DUTY_LABELS[duty]}: the rota has a gap and no fallback")
+    _step(escalation, now, "notified", detail, None)
+
+
+# --- hooks called by observations and the sweep ----------------------------------------------
+
+def on_observation(observation: Observation, admission: Admission, actor: Staff,
+                   now: datetime) -> dict | None:
+    """Raise or update the escalation an observation calls for; its API view, or None."""
+    trigger = trigger_for(observation)
+    if trigger is None:
+        return None
+    escalation = raise_escalation(admission, trigger, source_type="observation",
+                                  source_id=observation.id, actor=actor, now=now)
+    return escalation_view(escalation)
+
+
+def on_repeated_refusal(observation: Observation, admission: Admission, actor: Staff,
+                        now: datetime) -> dict | None:
+    """A second refusal in a row: the doctor should know soon."""
+    trigger = Trigger("repeated_refusal", "soon",
+                      f"{observation.scale.upper()} refused twice in a row", f"refusal:{observation.scale}")
+    return escalation_view(raise_escalation(admission, trigger, source_type="observation",
+                                            source_id=observation.id, actor=actor, now=now))
+
+
+def on_missed(missed: MissedObservation, now: datetime) -> None:
+    """A missed observation goes to the nurse in charge (soon)."""
+    admission = db.session.get(Admission, missed.admission_id)
+    trigger = Trigger("missed_observation", "soon",
+                      f"{missed.scale.upper()} observation due at {missed.due_at:%H:%M} UTC "
+                      f"was missed (over {missed.grace_minutes} min late)", f"missed:{missed.scale}")
+    raise_escalation(admission, trigger, source_type="missed_observation", source_id=missed.id,
+                     actor=None, now=now, route="nurse_in_charge")
+
+
+@unit_of_work
+def raise_clinical_sign(actor: Staff, admission_id: int, *, sign: str, note: str | None,
+                        now: datetime) -> Escalation:
+    """A nurse reports a seizure, delirium tremens or Wernicke signs: an emergency everywhere."""
+    admission = get_admission(actor, admission_id)
+    if admission.status != "active":
+        raise Conflict("The resident is discharged.")
+    reason = CLINICAL_SIGNS[sign] + (f": {note}" if note else "")
+    return raise_escalation(admission, Trigger(sign, "emergency", reason, f"sign:{sign}"),
+                            source_type="clinical_sign", source_id=None, actor=actor, now=now)
+
+
+# --- answering ------------------------------------------------------------------------------
+
+def _load(actor: Staff, escalation_id: int) -> Escalation:
+    escalation = db.session.scalars(select(Escalation).where(Escalation.id == escalation_id)
+                                    .with_for_update()).first()
+    if escalation is None or escalation.unit_id != actor.unit_id:
+        raise EscalationNotFound(f"There is no escalation {escalation_id} on your unit.")
+    return escalation
+
+
+def may_answer(actor: Staff, escalation: Escalation) -> bool:
+    """The routed role (doctor on a managed unit, GP on a monitored one) or a manager."""
+    return actor.role == "manager" or actor.role in ROUTE_ROLES[escalation.route]
+
+
+def _check_answerer(actor: Staff, escalation: Escalation) -> None:
+    if not may_answer(actor, escalation):
+        who = " or ".join(sorted(ROUTE_ROLES[escalation.route]))
+        raise Forbidden(f"This escalation went to the {DUTY_LABELS[escalation.route]}: only a "
+                        f"{who} or a manager may answer it.")
+
+
+@unit_of_work
+def acknowledge(actor: Staff, escalation_id: int, *, now: datetime) -> Escalation:
+    """The routed doctor (or a manager) acknowledges: re-escalation stops."""
+    escalation = _load(actor, escalation_id)
+    _check_answerer(actor, escalation)
+    if escalation.status == "resolved":
+        raise EscalationClosed(f"Escalation {escalation_id} was resolved at "
+                               f"{escalation.resolved_at:%H:%M} UTC.")
+    if escalation.status == "acknowledged":
+        return escalation  # acknowledging twice changes nothing
+    escalation.status, escalation.escalate_at = "acknowledged", None
+    escalation.acknowledged_at, escalation.acknowledged_by_id = now, actor.id
+    escalation.updated_at = now
+    minutes = (now - escalation.raised_at).total_seconds() / 60
+    _step(escalation, now, "acknowledged", f"by {actor.full_name} after {minutes:.0f} min", actor)
+    record_event(unit_id=escalation.unit_id, actor=actor, action="escalation.acknowledge",
+                 entity_type="escalation", entity_id=escalation.id, now=now,
+                 before={"status": "open"}, after={"status": "acknowledged",
+                                                   "minutes_to_acknowledge": round(minutes, 1)})
+    return escalation
+
+
+@unit_of_work
+def resolve(actor: Staff, escalation_id: int, *, outcome: str, note: str | None,
+            now: datetime) -> Escalation:
+    """Close an escalation with its outcome (acknowledging it too, if it was still open)."""
+    escalation = _load(actor, escalation_id)
+    _check_answerer(actor, escalation)
+    if escalation.status == "resolved":
+        raise EscalationClosed(f"Escalation {escalation_id} was resolved already.")
+    before = escalation.status
+    if escalation.acknowledged_at is None:
+        escalation.acknowledged_at, escalation.acknowledged_by_id = now, actor.id
+    escalation.status, escalation.escalate_at = "resolved", None
+    escalation.resolved_at, escalation.resolved_by_id = now, actor.id
+    escalation.outcome, escalation.note, escalation.updated_at = outcome, note, now
+    _step(escalation, now, "resolved", f"{outcome}" + (f": {note}" if note else ""), actor)
+    record_event(unit_id=escalation.unit_id, actor=actor, action="escalation.resolve",
+                 entity_type="escalation", entity_id=escalation.id, now=now,
+                 before={"status": before}, after={"status": "resolved", "outcome": outcome, "note": note})
+    return escalation
+
+
+@unit_of_work
+def override(actor: Staff, escalation_id: int, *, reason: str, now: datetime) -> Escalation:
+    """A nurse judges an automatic escalation not needed: recorded, and the doctor is told."""
+    escalation = _load(actor, escalation_id)
+    if actor.role not in ("nurse", "manager"):
+        raise Forbidden("Only a nurse or a manager may override an escalation.")
+    if escalation.status == "resolved":
+        raise EscalationClosed(f"Escalation {escalation_id} was resolved already.")
+    if escalation.severity == "emergency":
+        raise OverrideRefused("An emergency cannot be overridden: the doctor must answer it.")
+    escalation.status, escalation.escalate_at, escalation.overridden = "resolved", None, True
+    escalation.resolved_at, escalation.resolved_by_id = now, actor.id
+    escalation.outcome, escalation.note, escalation.updated_at = "overridden by nurse", reason, now
+    _step(escalation, now, "overridden", f"by {actor.full_name}: {reason}", actor)
+    _notify(escalation, now)  # the routed doctor sees the override and its reason
+    record_event(unit_id=escalation.unit_id, actor=actor, action="escalation.override",
+                 entity_type="escalation", entity_id=escalation.id, now=now,
+                 before={"status": "open", "severity": escalation.severity},
+                 after={"status": "resolved", "overridden": True, "reason": reason})
+    return escalation
+
+
+# --- re-escalation (the scheduler) ----------------------------------------------------------
+
+@unit_of_work
+def re_escalate_due(now: datetime) -> list[Escalation]:
+    """Every open escalation past its target goes to the next level of the paging policy."""
+    query = (select(Escalation).where(Escalation.status == "open", Escalation.escalate_at <= now)
+             .order_by(Escalation.escalate_at))
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    moved = []
+    for escalation in db.session.scalars(query).all():
+        levels = 1 + len(settings_for(escalation.unit_id)["levels"])
+        if escalation.level < levels:
+            escalation.level += 1
+            detail = (f"Not acknowledged within {escalation.target_minutes} min: to the "
+                      f"{DUTY_LABELS[duty_for_level(escalation, escalation.level)]}")
+        else:
+            detail = f"Still not acknowledged: paging the {DUTY_LABELS[duty_for_level(escalation, levels)]} again"
+        escalation.escalate_at = now + timedelta(minutes=escalation.target_minutes)
+        escalation.updated_at = now
+        _step(escalation, now, "re_escalated", detail, None)
+        _notify(escalation, now)
+        record_event(unit_id=escalation.unit_id, actor=None, action="escalation.re_escalate",
+                     entity_type="escalation", entity_id=escalation.id, now=now,
+                     after={"level": escalation.level, "detail": detail})
+        moved.append(escalation)
+    return moved
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def list_escalations(actor: Staff, *, status: str | None) -> list[Escalation]:
+    """The unit's escalations, most severe and oldest first."""
+    query = select(Escalation).where(Escalation.unit_id == actor.unit_id)
+    if status:
+        query = query.where(Escalation.status == status)
+    severity_order = sa.case({"emergency": 0, "urgent": 1, "soon": 2}, value=Escalation.severity)
+    return list(db.session.scalars(query.order_by(severity_order, Escalation.raised_at)))
+
+
+def get_escalation(actor: Staff, escalation_id: int) -> Escalation:
+    """One escalation of the actor's unit."""
+    escalation = db.session.get(Escalation, escalation_id)
+    if escalation is None or escalation.unit_id != actor.unit_id:
+        raise EscalationNotFound(f"There is no escalation {escalation_id} on your unit.")
+    return escalation
+
+
+def escalation_view(escalation: Escalation) -> dict:
+    """The escalation as the API shows it (also inside an observation's reply)."""
+    return {
+        "id": escalation.id, "admission_id": escalation.admission_id,
+        "severity": escalation.severity, "reason": escalation.reason, "trigger": escalation.trigger,
+        "status": escalation.status, "route": escalation.route, "level": escalation.level,
+        "unit_model": escalation.unit_model, "call_999": escalation.call_999,
+        "advice": advice(escalation),
+        "raised_at": escalation.raised_at.isoformat(),
+        "acknowledged_at": escalation.acknowledged_at.isoformat() if escalation.acknowledged_at else None,
+        "resolved_at": escalation.resolved_at.isoformat() if escalation.resolved_at else None,
+        "target_minutes": escalation.target_minutes,
+        "escalate_at": escalation.escalate_at.isoformat() if escalation.escalate_at else None,
+        "outcome": escalation.outcome, "note": escalation.note, "overridden": escalation.overridden,
+    }
+
+
+def rota_gaps(unit_id: int, start: datetime, end: datetime) -> list[dict]:
+    """Periods in [start, end) when a required duty has nobody on the rota."""
+    model = model_at(unit_id, start)
+    duties = ["nurse_in_charge", "on_site_doctor" if model == "medically_managed" else "visiting_gp"]
+    gaps = []
+    for duty in duties:
+        shifts = db.session.scalars(
+            select(RotaShift).where(RotaShift.unit_id == unit_id, RotaShift.duty == duty,
+                                    RotaShift.cancelled_at.is_(None), RotaShift.ends_at > start,
+                                    RotaShift.starts_at < end).order_by(RotaShift.starts_at)).all()
+        cursor = start
+        for shift in shifts:
+            if shift.starts_at > cursor:
+                gaps.append({"duty": duty, "from": cursor, "to": shift.starts_at})
+            cursor = max(cursor, shift.ends_at)
+        if cursor < end:
+            gaps.append({"duty": duty, "from": cursor, "to": end})
+    return gaps
+
+
+@unit_of_work
+def add_shift(actor: Staff, *, duty: str, staff_id: int | None, contact: str | None,
+              starts_at: datetime, ends_at: datetime, now: datetime) -> RotaShift:
+    """A manager puts someone (or an external service) on the rota for a period."""
+    if actor.role != "manager":
+        raise Forbidden("Only a manager may edit the rota.")
+    if ends_at <= starts_at:
+        raise DomainError("The shift must end after it starts.", errors={"ends_at": ["Must be after starts_at."]})
+    if staff_id is None and not contact:
+        raise DomainError("Name a member of staff or a contact (e.g. the out-of-hours service).",
+                          errors={"staff_id": ["Give staff_id or contact."]})
+    if staff_id is not None:
+        staff = db.session.get(Staff, staff_id)
+        if staff is None or staff.unit_id != actor.unit_id:
+            raise NotFound(f"There is no member of staff {staff_id} on your unit.",
+                           errors={"staff_id": ["Not on your unit."]})
+    shift = RotaShift(unit_id=actor.unit_id, duty=duty, staff_id=staff_id, contact=contact,
+                      starts_at=starts_at, ends_at=ends_at, created_by_id=actor.id, created_at=now)
+    db.session.add(shift)
+    db.session.flush()
+    record_event(unit_id=actor.unit_id, actor=actor, action="rota.add", entity_type="rota_shift",
+                 entity_id=shift.id, now=now,
+                 after={"duty": duty, "staff_id": staff_id, "contact": contact,
+                        "starts_at": starts_at, "ends_at": ends_at})
+    return shift
+
+
+@unit_of_work
+def cancel_shift(actor: Staff, shift_id: int, *, now: datetime) -> RotaShift:
+    """A manager takes a shift off the rota (kept, marked cancelled)."""
+    if actor.role != "manager":
+        raise Forbidden("Only a manager may edit the rota.")
+    shift = db.session.get(RotaShift, shift_id)
+    if shift is None or shift.unit_id != actor.unit_id:
+        raise NotFound(f"There is no rota shift {shift_id} on your unit.")
+    if shift.cancelled_at is None:
+        shift.cancelled_at = now
+        record_event(unit_id=actor.unit_id, actor=actor, action="rota.cancel",
+                     entity_type="rota_shift", entity_id=shift.id, now=now,
+                     before={"cancelled": False}, after={"cancelled": True})
+    return shift
+
+
+def list_shifts(actor: Staff, start: datetime, end: datetime) -> list[RotaShift]:
+    """The unit's rota shifts overlapping [start, end)."""
+    return list(db.session.scalars(
+        select(RotaShift).where(RotaShift.unit_id == actor.unit_id, RotaShift.ends_at > start,
+                                RotaShift.starts_at < end).order_by(RotaShift.starts_at, RotaShift.duty)))

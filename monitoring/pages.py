@@ -1,0 +1,355 @@
+"""Tablet pages of the monitoring package: board cells, observation entry, charts."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
+from sqlalchemy import select
+from marshmallow import ValidationError
+from sqlalchemy.orm import joinedload, selectinload
+
+from config.clock import now
+from config.errors import DomainError
+from config.extensions import db
+from config import outbox
+from config.idempotency import fingerprint_of, run_once
+from monitoring import escalations, services
+from monitoring.charts import Marker, score_chart
+from monitoring.models import NOT_DONE_REASONS, Escalation, Observation, ObservationSchedule
+from monitoring.scales import SCALES
+from monitoring.schemas import RotaShiftIn
+from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
+from unit.models import Admission, Staff
+from unit.pages import BoardExtension
+from unit.services import get_admission
+
+bp = Blueprint("monitoring_pages", __name__, template_folder="templates")
+
+# Filled when the app is assembled: medication adds doses as chart markers.
+chart_marker_hooks: list[Callable[[int, datetime, datetime], list[Marker]]] = []
+# Filled by escalation: {admission_id: HTML} for the board's escalation column.
+SHORT_NAMES = {"ciwa-ar": "CIWA-Ar", "cows": "COWS", "sows": "SOWS", "gmaws": "GMAWS", "news2": "NEWS2"}
+STATE_TEXT = {"ok": "", "due_soon": "due", "late": "LATE", "overdue": "OVERDUE"}
+
+
+def _schedules_for(admission_ids: list[int]) -> dict[int, list[ObservationSchedule]]:
+    found: dict[int, list[ObservationSchedule]] = {i: [] for i in admission_ids}
+    if not admission_ids:
+        return found
+    rows = db.session.scalars(
+        select(ObservationSchedule)
+        .where(ObservationSchedule.admission_id.in_(admission_ids),
+               ObservationSchedule.active.is_(True))
+        .options(joinedload(ObservationSchedule.last_observation))
+        .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
+    for schedule in rows:
+        found[schedule.admission_id].append(schedule)
+    return found
+
+
+def board_cells(admissions: list[Admission], at: datetime) -> dict[int, list[Markup]]:
+    """Last score and band per scale, and the next due time, for every resident (one query)."""
+    schedules = _schedules_for([a.id for a in admissions])
+    cells = {}
+    for admission in admissions:
+        rows = [(s, services.due_state(s, at)) for s in schedules[admission.id]]
+        cells[admission.id] = [
+            Markup(render_template("monitoring/_board_scores.html", rows=rows, names=SHORT_NAMES)),
+            Markup(render_template("monitoring/_board_due.html", rows=rows, names=SHORT_NAMES,
+                                  state_text=STATE_TEXT, now=at)),
+        ]
+    return cells
+
+
+def resident_sections(admission: Admission, at: datetime) -> list[Markup]:
+    """Record buttons, schedules, the score charts and the observation history."""
+    schedules = _schedules_for([admission.id])[admission.id]
+    observations = list(db.session.scalars(
+        select(Observation).where(Observation.admission_id == admission.id)
+        .options(joinedload(Observation.recorded_by))
+        .order_by(Observation.observed_at.desc(), Observation.id.desc()).limit(200)))
+    start = admission.admitted_at
+    end = max(at, start + timedelta(hours=6)) if admission.status == "active" else (admission.discharged_at or at)
+    markers = [m for hook in chart_marker_hooks for m in hook(admission.id, start, end)]
+    settings = services.settings_for(admission.unit_id)
+    charts = []
+    for code in sorted({o.scale for o in observations} | {s.scale for s in schedules}, key=list(SCALES).index):
+        scale = SCALES[code]
+        points = [(o.observed_at, o.total, o.band) for o in reversed(observations)
+                  if o.scale == code and o.status == "recorded" and o.struck_at is None]
+        charts.append((scale, score_chart(points, services.unit_bands(settings, code) or scale.bands,
+                                          scale.max_total, start=start, end=end, markers=markers,
+                                          title=f"{scale.name} over time")))
+    history = list(db.session.scalars(select(Escalation).where(Escalation.admission_id == admission.id)
+                                      .options(selectinload(Escalation.steps))
+                                      .order_by(Escalation.raised_at.desc()).limit(20)))
+    return [Markup(render_template(
+        "monitoring/_resident_escalations.html", a=admission, history=history, paged=_paged,
+        advice=escalations.advice, signs=escalations.CLINICAL_SIGNS)), Markup(render_template(
+        "monitoring/_resident.html", a=admission, schedules=[(s, services.due_state(s, at)) for s in schedules],
+        observations=observations, charts=charts, scales=SCALES, names=SHORT_NAMES,
+        state_text=STATE_TEXT, changes=services.schedule_changes(admission.id),
+        reasons=NOT_DONE_REASONS, now=at))]
+
+
+BOARD = BoardExtension(headers=("Last scores", "Next due"), cells=board_cells,
+                       sections=resident_sections)
+
+
+@bp.route("/admissions/<int:admission_id>/observe/<scale>", methods=["GET", "POST"])
+@roles_required(CLINICAL_STAFF)
+def observe(admission_id: int, scale: str):
+    """The tablet form for one scale: one tap per item, the total live, submit once."""
+    if scale not in SCALES:
+        abort(404)
+    definition = SCALES[scale]
+    staff = current_staff()
+    admission = get_admission(staff, admission_id)
+    errors: dict = {}
+    if request.method == "POST":
+        key = request.form.get("idempotency_key", "")
+        inputs = {k: v for k, v in request.form.items() if k not in ("csrf_token", "idempotency_key", "note", "not_done_reason")}
+        note = request.form.get("note") or None
+        reason = request.form.get("not_done_reason") or None
+        if not key:
+            errors = {"_": ["The form expired; reload it and enter the observation again."]}
+        else:
+            def save():
+                at = now()
+                if reason:
+                    recorded = services.record_not_done(staff, admission_id, scale=scale, reason=reason,
+                                                        observed_at=None, note=note, now=at)
+                    flash(f"{admission.resident.name}: {definition.name} not done ({reason.replace('_', ' ')}); "
+                          f"asked again at {recorded.schedule.next_due_at.strftime('%H:%M') if recorded.schedule else '-'}.")
+                else:
+                    recorded = services.record_observation(
+                        staff, admission_id, scale=scale, items=definition.parse_form(inputs),
+                        observed_at=None, note=note, now=at)
+                    o = recorded.observation
+                    due = recorded.schedule.next_due_at.strftime("%H:%M") if recorded.schedule else "not scheduled"
+                    flash(f"{admission.resident.name}: {definition.name} {o.total} "
+                          f"({o.band.replace('_', ' ')}) recorded; next due {due}.")
+                return redirect(url_for("unit_pages.board"), code=303)
+
+            try:
+                return run_once(key, fingerprint_of(admission_id, scale, sorted(request.form.items(multi=True))), save)
+            except DomainError as refusal:
+                errors = (refusal.errors or {}).get("items") or {"_": [refusal.detail]}
+    return render_template("monitoring/observe.html", a=admission, scale=definition,
+                           form=request.form, errors=errors, reasons=NOT_DONE_REASONS,
+                           idempotency_key=str(uuid.uuid4())), (422 if errors else 200)
+
+
+@bp.route("/observations/<int:observation_id>/strike", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+def strike(observation_id: int):
+    """Strike an entered-in-error observation through (it stays visible, struck)."""
+    reason = (request.form.get("reason") or "").strip()
+    observation = db.session.get(Observation, observation_id)
+    if observation is None or observation.unit_id != current_staff().unit_id:
+        abort(404)
+    if len(reason) < 3:
+        flash("Not struck through: give the reason it was entered in error.")
+    else:
+        try:
+            services.strike_observation(current_staff(), observation_id, reason=reason,
+                                        replacement=None, now=now())
+            flash("Observation struck through; record the correct one now if needed.")
+        except DomainError as refusal:
+            flash(f"Not struck through: {refusal.detail}")
+    return redirect(url_for("unit_pages.resident", admission_id=observation.admission_id))
+
+
+# --- escalations: board column and alerts, the doctor's queue, the rota -------------------------
+
+def _live_escalations(admission_ids: list[int]) -> dict[int, list[Escalation]]:
+    found: dict[int, list[Escalation]] = {i: [] for i in admission_ids}
+    if not admission_ids:
+        return found
+    rows = db.session.scalars(
+        select(Escalation).where(Escalation.admission_id.in_(admission_ids),
+                                 Escalation.status != "resolved")
+        .options(selectinload(Escalation.steps), joinedload(Escalation.acknowledged_by))
+        .order_by(Escalation.raised_at))
+    for escalation in rows:
+        found[escalation.admission_id].append(escalation)
+    return found
+
+
+def _paged(escalation: Escalation) -> str:
+    notified = [s for s in escalation.steps if s.kind == "notified"]
+    return notified[-1].detail if notified else ""
+
+
+def escalation_cells(admissions: list[Admission], at: datetime) -> dict[int, list[Markup]]:
+    """Each resident's live escalation: severity, reason, who it went to and when (two queries)."""
+    live = _live_escalations([a.id for a in admissions])
+    return {a.id: [Markup(render_template("monitoring/_board_escalation.html", escalations=live[a.id],
+                                          paged=_paged, advice=escalations.advice, now=at))]
+            for a in admissions}
+
+
+def board_alerts(unit_id: int, at: datetime) -> list[Markup]:
+    """Call-999 emergencies, gaps in the rota and notifications that keep failing."""
+    emergencies = list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == unit_id, Escalation.status == "open",
+                                 Escalation.severity == "emergency")
+        .options(joinedload(Escalation.admission).joinedload(Admission.resident))))
+    gaps = escalations.rota_gaps(unit_id, at, at + timedelta(hours=24))
+    return [Markup(render_template("monitoring/_board_alerts.html", emergencies=emergencies,
+                                   gaps=gaps, failing=outbox.failing(unit_id),
+                                   labels=escalations.DUTY_LABELS, advice=escalations.advice))]
+
+
+ESCALATION_BOARD = BoardExtension(headers=("Escalation",), cells=escalation_cells, alerts=board_alerts)
+
+
+@bp.route("/escalations")
+@roles_required(ALL_ROLES)
+def queue():
+    """The doctor's queue: live escalations by severity and age, with the resident at a glance."""
+    staff, at = current_staff(), now()
+    live = [e for e in escalations.list_escalations(staff, status=None) if e.status != "resolved"]
+    ids = sorted({e.admission_id for e in live})
+    schedules = _schedules_for(ids)
+    admissions = {a.id: a for a in db.session.scalars(select(Admission).where(Admission.id.in_(ids)))} if ids else {}
+    extras = {}
+    for hook in queue_extra_hooks:
+        for admission_id, html in hook(ids, at).items():
+            extras.setdefault(admission_id, []).append(html)
+    recent = list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == staff.unit_id, Escalation.status == "resolved")
+        .order_by(Escalation.resolved_at.desc()).limit(10)))
+    return render_template("monitoring/queue.html", live=live, admissions=admissions,
+                           schedules=schedules, extras=extras, recent=recent, names=SHORT_NAMES,
+                           may_answer=escalations.may_answer, advice=escalations.advice,
+                           paged=_paged, labels=escalations.DUTY_LABELS,
+                           notifications=outbox.for_staff(staff.id), now=at)
+
+
+# Filled when the app is assembled: medication adds recent doses to the queue.
+queue_extra_hooks: list[Callable[[list[int], datetime], dict[int, Markup]]] = []
+
+
+def _answer(action: Callable[[], object], done: str):
+    try:
+        action()
+        flash(done)
+    except DomainError as refusal:
+        flash(f"Not done: {refusal.detail}")
+    return redirect(request.form.get("next") or url_for("monitoring_pages.queue"), code=303)
+
+
+@bp.route("/escalations/<int:escalation_id>/acknowledge", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+def acknowledge(escalation_id: int):
+    """Acknowledge from the queue."""
+    return _answer(lambda: escalations.acknowledge(current_staff(), escalation_id, now=now()),
+                   "Escalation acknowledged.")
+
+
+@bp.route("/escalations/<int:escalation_id>/resolve", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+def resolve(escalation_id: int):
+    """Resolve from the queue, with an outcome and a note."""
+    outcome = (request.form.get("outcome") or "").strip()
+    if len(outcome) < 2:
+        flash("Not resolved: choose an outcome.")
+        return redirect(url_for("monitoring_pages.queue"), code=303)
+    return _answer(lambda: escalations.resolve(current_staff(), escalation_id, outcome=outcome,
+                                               note=request.form.get("note") or None, now=now()),
+                   "Escalation resolved.")
+
+
+@bp.route("/escalations/<int:escalation_id>/override", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+def override(escalation_id: int):
+    """A nurse overrides an automatic escalation with a reason."""
+    reason = (request.form.get("reason") or "").strip()
+    if len(reason) < 3:
+        flash("Not overridden: give the reason.")
+        return redirect(request.form.get("next") or url_for("unit_pages.board"), code=303)
+    return _answer(lambda: escalations.override(current_staff(), escalation_id, reason=reason, now=now()),
+                   "Escalation overridden; the doctor has been told.")
+
+
+@bp.route("/admissions/<int:admission_id>/sign", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+def clinical_sign(admission_id: int):
+    """Report a seizure, delirium tremens or Wernicke signs from the resident page."""
+    sign = request.form.get("sign", "")
+    if sign not in escalations.CLINICAL_SIGNS:
+        flash("Choose what you saw.")
+    else:
+        try:
+            escalation = escalations.raise_clinical_sign(current_staff(), admission_id, sign=sign,
+                                                         note=request.form.get("note") or None, now=now())
+            flash(f"EMERGENCY raised: {escalation.reason}. {escalations.advice(escalation)}")
+        except DomainError as refusal:
+            flash(f"Not raised: {refusal.detail}")
+    return redirect(url_for("unit_pages.resident", admission_id=admission_id), code=303)
+
+
+@bp.route("/rota", methods=["GET", "POST"])
+@roles_required(ALL_ROLES)
+def rota():
+    """The on-call rota: who holds each duty, gaps in cover; managers add and cancel shifts."""
+    staff, at = current_staff(), now()
+    errors = {}
+    if request.method == "POST":
+        if staff.role != "manager":
+            abort(403)
+        try:
+            body = RotaShiftIn().load({k: v for k, v in {
+                "duty": request.form.get("duty"),
+                "staff_id": int(request.form["staff_id"]) if request.form.get("staff_id", "").isdigit() else None,
+                "contact": request.form.get("contact") or None,
+                "starts_at": _local_to_utc(request.form.get("starts_at", "")),
+                "ends_at": _local_to_utc(request.form.get("ends_at", "")),
+            }.items()})
+            escalations.add_shift(staff, now=at, **body)
+            flash("Shift added.")
+            return redirect(url_for("monitoring_pages.rota"), code=303)
+        except ValidationError as invalid:
+            errors = invalid.messages
+        except DomainError as refusal:
+            errors = refusal.errors or {"_": [refusal.detail]}
+    start = at.replace(minute=0, second=0, microsecond=0)
+    end = start + timedelta(days=7)
+    staff_list = list(db.session.scalars(select(Staff).where(Staff.unit_id == staff.unit_id,
+                                                             Staff.active.is_(True)).order_by(Staff.full_name)))
+    return render_template("monitoring/rota.html", shifts=escalations.list_shifts(staff, start, end),
+                           gaps=escalations.rota_gaps(staff.unit_id, at, at + timedelta(hours=24)),
+                           labels=escalations.DUTY_LABELS, staff_list=staff_list, errors=errors,
+                           form=request.form), (422 if errors else 200)
+
+
+@bp.route("/rota/<int:shift_id>/cancel", methods=["POST"])
+@roles_required(MANAGERS)
+def cancel_shift(shift_id: int):
+    """Cancel a shift from the rota page."""
+    try:
+        escalations.cancel_shift(current_staff(), shift_id, now=now())
+        flash("Shift cancelled.")
+    except DomainError as refusal:
+        flash(f"Not cancelled: {refusal.detail}")
+    return redirect(url_for("monitoring_pages.rota"), code=303)
+
+
+def _local_to_utc(value: str) -> str:
+    # <input type=datetime-local> gives the unit's wall-clock time without a zone.
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    if not value:
+        return value
+    try:
+        naive = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # the schema names the field
+    zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+    return naive.replace(tzinfo=zone).astimezone(timezone.utc).isoformat()

@@ -1,0 +1,489 @@
+"""Services of the monitoring package: observations, schedules and the due sweep."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from config.db import unit_of_work
+from config.errors import Forbidden
+from config.extensions import db
+from monitoring.errors import (
+    AlreadyStruck,
+    ObservationNotFound,
+    ObservationTimeInvalid,
+    ScaleInputInvalid,
+    ScheduleExists,
+    ScheduleNotFound,
+    UnknownScaleCode,
+)
+from monitoring.models import MissedObservation, Observation, ObservationSchedule, ScheduleChange
+from monitoring.scales import (
+    Band,
+    Scale,
+    ScaleValidationError,
+    ScoreResult,
+    UnknownScale,
+    default_interval_minutes,
+    get_scale,
+    grace_minutes,
+)
+from unit.audit import record_event
+from unit.models import Admission, Staff
+from unit.services import age_today, get_admission, protocol_settings
+from unit.errors import AdmissionNotActive
+
+# CLINICAL.md section 2 and the issue's defaults; a unit may adopt its own (protocol section
+# "monitoring": {"bands": {scale: [band...]}, "intervals": {scale: {band: minutes}}, ...}).
+MONITORING_DEFAULTS: dict[str, Any] = {
+    "not_done_retry_minutes": 30,      # an observation that could not be done is asked again
+    "refusals_to_escalate": 2,         # a second refusal in a row escalates
+    "clock_skew_minutes": 2,           # observed_at may be this far in the future
+    "initial_interval_minutes": 60,    # until the first score sets the band
+    "bands": {},
+    "intervals": {},
+}
+ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # CLINICAL.md s2; NEWS2 for all
+MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in one sweep
+
+# Hooks the app fills when it is assembled (escalations). Each returns a JSON-able dict or None.
+ObservationHook = Callable[[Observation, Admission, Staff, datetime], Any]
+observation_hooks: list[ObservationHook] = []
+refusal_hooks: list[ObservationHook] = []
+missed_hooks: list[Callable[[MissedObservation, datetime], Any]] = []
+
+
+def settings_for(unit_id: int) -> dict[str, Any]:
+    """The unit's monitoring protocol (defaults overlaid with the unit's own values)."""
+    return protocol_settings(unit_id, "monitoring", MONITORING_DEFAULTS)
+
+
+def scale_or_404(code: str) -> Scale:
+    """The scale with this code, or a 404 problem."""
+    try:
+        return get_scale(code)
+    except UnknownScale:
+        raise UnknownScaleCode(f"There is no scale {code!r}.") from None
+
+
+def unit_bands(settings: dict[str, Any], code: str) -> tuple[Band, ...] | None:
+    """The unit's own bands for a scale, if its protocol overrides the defaults."""
+    rows = settings["bands"].get(code)
+    return tuple(Band(**row) for row in rows) if rows else None
+
+
+def score(unit_id: int, code: str, items: dict[str, Any], *, age: int | None = None,
+          pregnant: bool | None = None) -> ScoreResult:
+    """Score a scale with the unit's bands; invalid items raise a 422 naming each item."""
+    scale = scale_or_404(code)
+    settings = settings_for(unit_id)
+    try:
+        return scale.score(items, unit_bands(settings, code), age=age, pregnant=pregnant)
+    except ScaleValidationError as invalid:
+        raise ScaleInputInvalid(f"The {scale.name} items are not valid; see errors.",
+                                errors={"items": invalid.errors}) from None
+
+
+def protocol_interval(settings: dict[str, Any], schedule: ObservationSchedule,
+                      result: ScoreResult | Observation, consecutive_minimal: int) -> int:
+    """Minutes to the next observation after this result, as the protocol says."""
+    own = settings["intervals"].get(schedule.scale, {})
+    minutes = own.get(result.band) or default_interval_minutes(
+        schedule.scale, result.band, consecutive_minimal, total=result.total)
+    if schedule.max_interval_minutes:
+        minutes = min(minutes, schedule.max_interval_minutes)
+    return minutes
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+def start_schedules(admission: Admission, actor: Staff, now: datetime) -> None:
+    """At admission: CIWA-Ar for alcohol, COWS for opioids, NEWS2 for everyone; due now."""
+    codes = [ADMISSION_SCALES[s] for s in admission.substances if s in ADMISSION_SCALES]
+    for code in [*codes, "news2"]:
+        _add_schedule(admission, actor, code, None, "Set at admission (protocol)", now)
+
+
+def _add_schedule(admission: Admission, actor: Staff, code: str, max_interval: int | None,
+                  reason: str, now: datetime) -> ObservationSchedule:
+    settings = settings_for(admission.unit_id)
+    interval = settings["initial_interval_minutes"]
+    if max_interval:
+        interval = min(interval, max_interval)
+    schedule = ObservationSchedule(
+        unit_id=admission.unit_id, admission_id=admission.id, scale=code, active=True,
+        interval_minutes=interval, max_interval_minutes=max_interval, next_due_at=now,
+        updated_at=now)
+    db.session.add(schedule)
+    db.session.flush()
+    _log_interval_change(schedule, None, interval, reason, actor, now)
+    return schedule
+
+
+def stop_schedules(admission: Admission, actor: Staff, now: datetime) -> None:
+    """At discharge: nothing more is due."""
+    db.session.execute(sa.update(ObservationSchedule)
+                       .where(ObservationSchedule.admission_id == admission.id)
+                       .values(active=False, updated_at=now))
+
+
+def _log_interval_change(schedule: ObservationSchedule, old: int | None, new: int, reason: str,
+                         actor: Staff | None, now: datetime) -> None:
+    db.session.add(ScheduleChange(schedule_id=schedule.id, admission_id=schedule.admission_id,
+                                  old_interval_minutes=old, new_interval_minutes=new,
+                                  reason=reason, changed_at=now,
+                                  changed_by_id=actor.id if actor else None))
+    record_event(unit_id=schedule.unit_id, actor=actor, action="schedule.interval",
+                 entity_type="observation_schedule", entity_id=schedule.id, now=now,
+                 before={"interval_minutes": old},
+                 after={"scale": schedule.scale, "interval_minutes": new, "reason": reason,
+                        "next_due_at": schedule.next_due_at})
+
+
+def list_schedules(actor: Staff, admission_id: int) -> list[ObservationSchedule]:
+    """The admission's schedules."""
+    get_admission(actor, admission_id)
+    return list(db.session.scalars(select(ObservationSchedule)
+                                   .where(ObservationSchedule.admission_id == admission_id)
+                                   .order_by(ObservationSchedule.id)))
+
+
+@unit_of_work
+def add_schedule(actor: Staff, admission_id: int, *, scale: str, max_interval_minutes: int | None,
+                 reason: str, now: datetime) -> ObservationSchedule:
+    """A nurse or doctor starts observations of another scale (e.g. GMAWS, SOWS)."""
+    admission = _active_admission(actor, admission_id)
+    scale_or_404(scale)
+    existing = db.session.scalars(select(ObservationSchedule).where(
+        ObservationSchedule.admission_id == admission_id, ObservationSchedule.scale == scale)).first()
+    if existing is not None and existing.active:
+        raise ScheduleExists(f"{scale} is already scheduled for this admission.")
+    if existing is not None:  # restart a stopped schedule
+        existing.active, existing.next_due_at, existing.updated_at = True, now, now
+        existing.max_interval_minutes = max_interval_minutes
+        _log_interval_change(existing, existing.interval_minutes, existing.interval_minutes,
+                             f"Restarted: {reason}", actor, now)
+        return existing
+    return _add_schedule(admission, actor, scale, max_interval_minutes, reason, now)
+
+
+@unit_of_work
+def change_schedule(actor: Staff, schedule_id: int, *, max_interval_minutes: int | None,
+                    active: bool | None, reason: str, now: datetime) -> ObservationSchedule:
+    """Set "at least every N minutes" (the protocol may still ask sooner), or stop/restart."""
+    if actor.role not in ("nurse", "doctor", "gp", "manager"):
+        raise Forbidden("Only clinical staff may change observation schedules.")
+    schedule = db.session.get(ObservationSchedule, schedule_id)
+    if schedule is None or schedule.unit_id != actor.unit_id:
+        raise ScheduleNotFound(f"There is no schedule {schedule_id} on your unit.")
+    _active_admission(actor, schedule.admission_id)
+    old = schedule.interval_minutes
+    schedule.max_interval_minutes = max_interval_minutes
+    if max_interval_minutes and max_interval_minutes < schedule.interval_minutes:
+        schedule.interval_minutes = max_interval_minutes
+        last = schedule.last_observation
+        base = last.observed_at if last is not None else now
+        schedule.next_due_at = min(schedule.next_due_at, max(base + timedelta(minutes=max_interval_minutes), now))
+    if active is not None and active != schedule.active:
+        schedule.active = active
+        if active:
+            schedule.next_due_at = now
+    schedule.updated_at = now
+    _log_interval_change(schedule, old, schedule.interval_minutes,
+                         reason if schedule.active else f"Stopped: {reason}", actor, now)
+    return schedule
+
+
+def _active_admission(actor: Staff, admission_id: int) -> Admission:
+    admission = get_admission(actor, admission_id)
+    if admission.status != "active":
+        raise AdmissionNotActive(f"Admission {admission_id} is discharged; nothing can be recorded.")
+    return admission
+
+
+# --- observations ---------------------------------------------------------------------------
+
+@dataclass
+class Recorded:
+    """What recording an observation did: the observation, its schedule and any escalation."""
+
+    observation: Observation
+    schedule: ObservationSchedule | None
+    escalation: Any = None
+    interval_changed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_time(admission: Admission, observed_at: datetime, now: datetime,
+                settings: dict[str, Any]) -> None:
+    skew = timedelta(minutes=settings["clock_skew_minutes"])
+    if observed_at > now + skew:
+        raise ObservationTimeInvalid(
+            f"observed_at is in the future (more than {settings['clock_skew_minutes']} minutes "
+            "ahead of the server clock).", errors={"observed_at": ["Must not be in the future."]})
+    if observed_at < admission.admitted_at:
+        raise ObservationTimeInvalid(
+            "observed_at is before the admission.",
+            errors={"observed_at": ["Must not be before the admission."]})
+
+
+def _schedule_for(admission_id: int, code: str) -> ObservationSchedule | None:
+    return db.session.scalars(
+        select(ObservationSchedule).where(ObservationSchedule.admission_id == admission_id,
+                                          ObservationSchedule.scale == code,
+                                          ObservationSchedule.active.is_(True))
+        .with_for_update()
+    ).first()
+
+
+def _is_latest(schedule: ObservationSchedule, observed_at: datetime) -> bool:
+    last = schedule.last_observation
+    return last is None or observed_at >= last.observed_at
+
+
+@unit_of_work
+def record_observation(actor: Staff, admission_id: int, *, scale: str, items: dict[str, Any],
+                       observed_at: datetime | None, note: str | None, now: datetime,
+                       replaces: Observation | None = None) -> Recorded:
+    """Score and keep an observation, move its schedule on, and let escalation look at it."""
+    admission = _active_admission(actor, admission_id)
+    settings = settings_for(admission.unit_id)
+    observed_at = observed_at or now
+    _check_time(admission, observed_at, now, settings)
+    assessment = admission.referral.assessment
+    result = score(admission.unit_id, scale, items,
+                   age=age_today(admission.resident.date_of_birth, observed_at),
+                   pregnant=assessment.get("pregnant"))
+    schedule = _schedule_for(admission_id, scale)
+    observation = Observation(
+        unit_id=admission.unit_id, admission_id=admission.id, scale=scale, status="recorded",
+        items=result.items, item_scores=result.item_scores, total=result.total,
+        band=result.band, risk=result.risk, warnings=list(result.warnings) or None, note=note,
+        observed_at=observed_at, recorded_at=now, recorded_by_id=actor.id,
+        due_at=schedule.next_due_at if schedule is not None else None,
+        replaces_id=replaces.id if replaces else None)
+    db.session.add(observation)
+    db.session.flush()
+    recorded = Recorded(observation, schedule)
+    if schedule is not None and _is_latest(schedule, observed_at):
+        minimal = schedule.consecutive_minimal + 1 if result.band == "minimal" else 0
+        interval = protocol_interval(settings, schedule, result, minimal)
+        old = schedule.interval_minutes
+        schedule.consecutive_minimal = minimal
+        schedule.refusals_in_row = 0
+        schedule.last_observation_id = observation.id
+        schedule.next_due_at = observed_at + timedelta(minutes=interval)
+        schedule.missed_through = None
+        schedule.interval_minutes = interval
+        schedule.updated_at = now
+        if interval != old:
+            recorded.interval_changed = True
+            _log_interval_change(schedule, old, interval,
+                                 f"{get_scale(scale).name} {result.band.replace('_', ' ')} "
+                                 f"(total {result.total}): every {_minutes_text(interval)}",
+                                 actor, now)
+    record_event(unit_id=admission.unit_id, actor=actor, action="observation.record",
+                 entity_type="observation", entity_id=observation.id,
+                 resident_id=admission.resident_id, now=now,
+                 after={"scale": scale, "items": result.items, "total": result.total,
+                        "band": result.band, "observed_at": observed_at, "note": note,
+                        "replaces": observation.replaces_id})
+    for hook in observation_hooks:
+        recorded.escalation = hook(observation, admission, actor, now) or recorded.escalation
+    return recorded
+
+
+@unit_of_work
+def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
+                    observed_at: datetime | None, note: str | None, now: datetime) -> Recorded:
+    """Record that an observation could not be done; ask again sooner; a repeat refusal escalates."""
+    admission = _active_admission(actor, admission_id)
+    scale_or_404(scale)
+    settings = settings_for(admission.unit_id)
+    observed_at = observed_at or now
+    _check_time(admission, observed_at, now, settings)
+    schedule = _schedule_for(admission_id, scale)
+    observation = Observation(
+        unit_id=admission.unit_id, admission_id=admission.id, scale=scale, status="not_done",
+        not_done_reason=reason, note=note, observed_at=observed_at, recorded_at=now,
+        recorded_by_id=actor.id, due_at=schedule.next_due_at if schedule is not None else None)
+    db.session.add(observation)
+    db.session.flush()
+    recorded = Recorded(observation, schedule)
+    if schedule is not None:
+        retry = min(settings["not_done_retry_minutes"], schedule.interval_minutes)
+        schedule.next_due_at = observed_at + timedelta(minutes=retry)
+        schedule.missed_through = None
+        schedule.refusals_in_row = schedule.refusals_in_row + 1 if reason == "refused" else 0
+        schedule.updated_at = now
+        recorded.extra["refusals_in_row"] = schedule.refusals_in_row
+    record_event(unit_id=admission.unit_id, actor=actor, action="observation.not_done",
+                 entity_type="observation", entity_id=observation.id,
+                 resident_id=admission.resident_id, now=now,
+                 after={"scale": scale, "reason": reason, "observed_at": observed_at, "note": note})
+    if schedule is not None and reason == "refused" and \
+            schedule.refusals_in_row >= settings["refusals_to_escalate"]:
+        for hook in refusal_hooks:
+            recorded.escalation = hook(observation, admission, actor, now) or recorded.escalation
+    return recorded
+
+
+@unit_of_work
+def strike_observation(actor: Staff, observation_id: int, *, reason: str,
+                       replacement: dict[str, Any] | None, now: datetime) -> tuple[Observation, Recorded | None]:
+    """Strike an entered-in-error observation through (kept), optionally with its replacement."""
+    observation = db.session.scalars(
+        select(Observation).where(Observation.id == observation_id).with_for_update()).first()
+    if observation is None or observation.unit_id != actor.unit_id:
+        raise ObservationNotFound(f"There is no observation {observation_id} on your unit.")
+    if observation.struck_at is not None:
+        raise AlreadyStruck(f"Observation {observation_id} was struck through already.")
+    observation.struck_at, observation.struck_by_id = now, actor.id
+    observation.struck_reason = reason
+    db.session.flush()
+    admission = db.session.get(Admission, observation.admission_id)
+    record_event(unit_id=observation.unit_id, actor=actor, action="observation.strike",
+                 entity_type="observation", entity_id=observation.id,
+                 resident_id=admission.resident_id, now=now,
+                 before={"total": observation.total, "band": observation.band},
+                 after={"struck": True, "reason": reason})
+    recorded = None
+    if admission.status == "active":
+        # First forget the struck entry (its band, its place in a minimal streak), so that a
+        # replacement is scored against the valid history only.
+        _recompute_after_strike(observation, actor, now)
+    if replacement is not None:
+        recorded = record_observation(
+            actor, observation.admission_id, scale=observation.scale, items=replacement["items"],
+            observed_at=replacement.get("observed_at") or observation.observed_at,
+            note=replacement.get("note"), now=now, replaces=observation)
+    return observation, recorded
+
+
+STREAK_LOOKBACK = 50  # valid observations read to count a minimal streak (3 are needed)
+
+
+def _recompute_after_strike(struck: Observation, actor: Staff, now: datetime) -> None:
+    # If the struck observation drove the schedule, the previous valid one drives it again:
+    # its band sets the interval and the minimal streak is counted over valid entries only.
+    schedule = db.session.scalars(select(ObservationSchedule).where(
+        ObservationSchedule.admission_id == struck.admission_id,
+        ObservationSchedule.scale == struck.scale).with_for_update()).first()
+    if schedule is None or schedule.last_observation_id != struck.id:
+        return
+    valid = list(db.session.scalars(
+        select(Observation).where(Observation.admission_id == struck.admission_id,
+                                  Observation.scale == struck.scale,
+                                  Observation.status == "recorded",
+                                  Observation.struck_at.is_(None))
+        .order_by(Observation.observed_at.desc(), Observation.id.desc()).limit(STREAK_LOOKBACK)))
+    previous = valid[0] if valid else None
+    streak = 0
+    for row in valid:
+        if row.band != "minimal":
+            break
+        streak += 1
+    schedule.last_observation_id = previous.id if previous else None
+    schedule.consecutive_minimal = streak
+    old = schedule.interval_minutes
+    if previous is None:
+        schedule.next_due_at = now  # no valid score: due now
+    else:
+        schedule.interval_minutes = protocol_interval(settings_for(schedule.unit_id), schedule,
+                                                      previous, streak)
+        # Never later than already asked: a strike must not quietly push a due time away.
+        schedule.next_due_at = min(schedule.next_due_at,
+                                   previous.observed_at + timedelta(minutes=schedule.interval_minutes))
+    schedule.updated_at = now
+    if schedule.interval_minutes != old:
+        _log_interval_change(schedule, old, schedule.interval_minutes,
+                             f"{get_scale(struck.scale).name} entry struck through; the previous "
+                             f"valid score sets every {_minutes_text(schedule.interval_minutes)}",
+                             actor, now)
+
+
+def list_observations(actor: Staff, admission_id: int, *, scale: str | None, page: int,
+                      per_page: int) -> tuple[list[Observation], int]:
+    """The admission's observations, newest first, one page at a time, with the total count."""
+    get_admission(actor, admission_id)
+    where = [Observation.admission_id == admission_id]
+    if scale:
+        where.append(Observation.scale == scale)
+    total = db.session.scalar(select(sa.func.count()).select_from(Observation).where(*where))
+    rows = db.session.scalars(select(Observation).where(*where)
+                              .order_by(Observation.observed_at.desc(), Observation.id.desc())
+                              .limit(per_page).offset((page - 1) * per_page))
+    return list(rows), total
+
+
+def schedule_changes(admission_id: int, limit: int = 20) -> list[ScheduleChange]:
+    """The latest interval changes of an admission's schedules."""
+    return list(db.session.scalars(select(ScheduleChange)
+                                   .where(ScheduleChange.admission_id == admission_id)
+                                   .order_by(ScheduleChange.changed_at.desc(), ScheduleChange.id.desc())
+                                   .limit(limit)))
+
+
+# --- the due sweep --------------------------------------------------------------------------
+
+def due_state(schedule: ObservationSchedule, now: datetime) -> str:
+    """``due_soon`` (within 15 min), ``late`` (past due, in grace), ``overdue`` (past grace), ``ok``."""
+    if now > schedule.next_due_at + timedelta(minutes=grace_minutes(schedule.interval_minutes)):
+        return "overdue"
+    if now > schedule.next_due_at:
+        return "late"
+    if now >= schedule.next_due_at - timedelta(minutes=15):
+        return "due_soon"
+    return "ok"
+
+
+@unit_of_work
+def flag_missed_observations(now: datetime) -> list[MissedObservation]:
+    """Record every due slot past its grace with no observation, on every unit, once each.
+
+    Reads only active schedules whose due time has passed by the shortest grace (an index
+    range), so its cost follows what is due, not the history; after any downtime one sweep
+    finds every slot missed meanwhile.
+    """
+    query = (select(ObservationSchedule)
+             .where(ObservationSchedule.active.is_(True),
+                    ObservationSchedule.next_due_at < now - timedelta(minutes=grace_minutes(1)))
+             .order_by(ObservationSchedule.next_due_at))
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # a second scheduler takes the others
+    missed: list[MissedObservation] = []
+    for schedule in db.session.scalars(query):
+        interval = timedelta(minutes=schedule.interval_minutes)
+        grace = grace_minutes(schedule.interval_minutes)
+        slot = schedule.next_due_at if schedule.missed_through is None else schedule.missed_through + interval
+        for _ in range(MAX_SLOTS_PER_SWEEP):
+            if slot + timedelta(minutes=grace) >= now:
+                break
+            row = MissedObservation(unit_id=schedule.unit_id, admission_id=schedule.admission_id,
+                                    schedule_id=schedule.id, scale=schedule.scale, due_at=slot,
+                                    grace_minutes=grace, detected_at=now)
+            db.session.add(row)
+            missed.append(row)
+            schedule.missed_through = slot
+            slot += interval
+    db.session.flush()
+    for row in missed:
+        record_event(unit_id=row.unit_id, actor=None, action="observation.missed",
+                     entity_type="missed_observation", entity_id=row.id, now=now,
+                     after={"admission_id": row.admission_id, "scale": row.scale,
+                            "due_at": row.due_at, "grace_minutes": row.grace_minutes})
+    for row in missed:
+        for hook in missed_hooks:
+            hook(row, now)
+    return missed
+
+
+def _minutes_text(minutes: int) -> str:
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "hour" if hours == 1 else f"{hours} hours"
+    return f"{minutes} minutes"
