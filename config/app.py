@@ -57,6 +57,7 @@ def register_extensions(app: Flask) -> None:
     import config.idempotency  # noqa: F401
     import config.outbox  # noqa: F401
     import config.scheduler  # noqa: F401
+    import medication.models  # noqa: F401
     import monitoring.models  # noqa: F401
     import unit.models  # noqa: F401
 
@@ -71,18 +72,21 @@ def register_blueprints(app: Flask) -> None:
     """API blueprints (JSON, CSRF-exempt: see register_security) and page blueprints."""
     from config.pages import bp as shell_pages
     from config.views import blp as system_api
+    from medication.views import blp as medication_api
+    from medication.pages import bp as medication_pages
     from monitoring.pages import bp as monitoring_pages
     from monitoring.views import blp as monitoring_api
     from unit.auth import ALL_ROLES, roles_required
     from unit.pages import bp as unit_pages
     from unit.views import blp as unit_api
 
-    for blueprint in (system_api, unit_api, monitoring_api):
+    for blueprint in (system_api, unit_api, monitoring_api, medication_api):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
     app.register_blueprint(shell_pages)
     app.register_blueprint(unit_pages)
     app.register_blueprint(monitoring_pages)
+    app.register_blueprint(medication_pages)
 
     # The OpenAPI document is for signed-in users too.
     for endpoint in ("api-docs.openapi_json",):
@@ -164,6 +168,8 @@ def register_hooks(app: Flask) -> None:
         return {"scheduler": heartbeat_status(now())}
 
     # Hooks are module-level lists: register each function once, however many apps are made.
+    from medication import pages as medication_pages
+    from monitoring import pages as monitoring_pages
     from monitoring.pages import BOARD as monitoring_board
     from monitoring.pages import ESCALATION_BOARD as escalation_board
     from unit.pages import board_extensions
@@ -175,6 +181,10 @@ def register_hooks(app: Flask) -> None:
     _add_once(monitoring.observation_hooks, escalations.on_observation)
     _add_once(monitoring.refusal_hooks, escalations.on_repeated_refusal)
     _add_once(monitoring.missed_hooks, escalations.on_missed)
+    # The resident page and the doctor's queue show doses: medication fills monitoring's hooks.
+    _add_once(board_extensions, medication_pages.MEDICATION_SECTIONS)
+    _add_once(monitoring_pages.chart_marker_hooks, medication_pages.dose_markers)
+    _add_once(monitoring_pages.queue_extra_hooks, medication_pages.queue_doses)
     logging.basicConfig(level=logging.INFO if not app.testing else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import click
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask, current_app, g, has_request_context
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,9 +48,10 @@ def jobs() -> list[Job]:
     """Every scheduled job, from the packages (assembled here, the composition root)."""
     from config.idempotency import purge_expired_keys
     from config.outbox import deliver_due
+    from medication.jobs import JOBS as medication_jobs
     from monitoring.jobs import JOBS as monitoring_jobs
 
-    return [*monitoring_jobs, Job("deliver_notifications", 15, deliver_due),
+    return [*monitoring_jobs, *medication_jobs, Job("deliver_notifications", 15, deliver_due),
             Job("purge_idempotency_keys", 3600, purge_expired_keys)]
 
 
@@ -90,8 +91,15 @@ def _now() -> datetime:
 
 def heartbeat_status(now: datetime) -> dict:
     """When the due sweep last succeeded and whether that is stale."""
-    last_ok = db.session.scalar(sa.select(SchedulerHeartbeat.last_ok_at)
-                                .where(SchedulerHeartbeat.job == "due_sweep"))
+    # Every render_template runs the banner's context processor, and a page renders one
+    # partial per resident: read the heartbeat once per request, not once per partial.
+    if has_request_context() and "_due_sweep_last_ok" in g:
+        last_ok = g._due_sweep_last_ok
+    else:
+        last_ok = db.session.scalar(sa.select(SchedulerHeartbeat.last_ok_at)
+                                    .where(SchedulerHeartbeat.job == "due_sweep"))
+        if has_request_context():
+            g._due_sweep_last_ok = last_ok
     stale_after = current_app.config.get("SCHEDULER_STALE_AFTER", STALE_AFTER)
     return {"last_heartbeat_at": last_ok,
             "stale": last_ok is None or now - last_ok > stale_after,

@@ -1,0 +1,1 @@
+"""Detox medication: orders, the eMAR (administrations) and the controlled-drug register."""
