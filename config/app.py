@@ -70,6 +70,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """API blueprints (JSON, CSRF-exempt: see register_security) and page blueprints."""
+    from config.audit_views import blp as audit_api
+    from config.audit_views import pages as audit_pages
     from config.pages import bp as shell_pages
     from config.views import blp as system_api
     from medication.views import blp as medication_api
@@ -80,13 +82,14 @@ def register_blueprints(app: Flask) -> None:
     from unit.pages import bp as unit_pages
     from unit.views import blp as unit_api
 
-    for blueprint in (system_api, unit_api, monitoring_api, medication_api):
+    for blueprint in (system_api, unit_api, monitoring_api, medication_api, audit_api):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
     app.register_blueprint(shell_pages)
     app.register_blueprint(unit_pages)
     app.register_blueprint(monitoring_pages)
     app.register_blueprint(medication_pages)
+    app.register_blueprint(audit_pages)
 
     # The OpenAPI document is for signed-in users too.
     for endpoint in ("api-docs.openapi_json",):
@@ -122,6 +125,17 @@ def register_security(app: Flask) -> None:
             # Views without a role declaration are refused: fail closed.
             raise Forbidden(f"A {staff.role} may not do this.")
         return None
+
+    @app.after_request
+    def audit_inspector_views(response):
+        # Every look an inspector takes is itself audited (CQC inspections are on the record).
+        staff = getattr(g, "staff", None)
+        if (staff is not None and staff.role == "inspector" and request.method == "GET"
+                and response.status_code < 400 and request.endpoint != "static"):
+            from unit.audit import record_view
+
+            record_view(staff, request.full_path.rstrip("?"), now())
+        return response
 
     @app.after_request
     def headers(response):

@@ -145,3 +145,17 @@ def after_commit(callback: Callable[[], None]) -> None:
     if not info.get("uow_depth"):
         raise RuntimeError("after_commit outside a unit of work")
     info["after_commit"].append(callback)
+
+
+def minutes_between(start, end, dialect: str):
+    """SQL for the minutes from ``start`` to ``end`` (two timestamp columns) on this engine."""
+    if dialect == "postgresql":
+        return sa.extract("epoch", end - start) / 60.0
+    return (sa.func.julianday(end) - sa.func.julianday(start)) * 1440.0
+
+
+def hour_bucket(column, dialect: str):
+    """SQL for 'YYYY-MM-DD HH' of a UTC timestamp column on this engine."""
+    if dialect == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    return sa.func.strftime("%Y-%m-%d %H", column)

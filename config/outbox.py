@@ -9,7 +9,7 @@ import smtplib
 import ssl
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
 import sqlalchemy as sa
 from flask import current_app
@@ -76,7 +76,10 @@ def _send(message: OutboxMessage) -> None:
     email["To"] = message.recipient_address
     email["Subject"] = message.subject
     email["Date"] = format_datetime(message.created_at)
-    email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}", domain=config["MAIL_MESSAGE_ID_DOMAIN"])
+    # Stable across retries (make_msgid adds time and randomness): a resend after a lost
+    # "sent" commit carries the same Message-ID, so a receiver can drop the duplicate.
+    email["Message-ID"] = (f"<outbox-{message.id}.{int(message.created_at.timestamp())}"
+                           f"@{config['MAIL_MESSAGE_ID_DOMAIN']}>")
     email.set_content(message.body)
     host, port, timeout = config["MAIL_HOST"], config["MAIL_PORT"], config["MAIL_TIMEOUT"]
     if config["MAIL_USE_SSL"]:

@@ -84,9 +84,10 @@ class ChainReport:
 def verify_chain(unit: Unit) -> ChainReport:
     """Walk one unit's chain in order and report the first broken link."""
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
-    stream = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.unit_id == unit.id)
-        .order_by(AuditEvent.seq).execution_options(yield_per=1000)
+    # Plain rows, not ORM objects: a year of a unit's events is a few hundred thousand.
+    stream = db.session.execute(
+        select(*AuditEvent.__table__.c).where(AuditEvent.unit_id == unit.id)
+        .order_by(AuditEvent.seq).execution_options(yield_per=5000)
     )
     for event in stream:
         count += 1
@@ -106,3 +107,42 @@ def verify_chain(unit: Unit) -> ChainReport:
                            f"the chain ends at {expected_seq - 1} but its head says {head.seq} "
                            "(events removed from the end)")
     return ChainReport(unit.code, count, True)
+
+
+def search_events(unit_id: int, *, resident: str | None, user: str | None, action: str | None,
+                  start: datetime | None, end: datetime | None, page: int, per_page: int):
+    """The unit's audit events matching a search, newest first, with the total count."""
+    import sqlalchemy as sa
+
+    from unit.models import Resident
+
+    where = [AuditEvent.unit_id == unit_id]
+    if resident:
+        if resident.isdigit():
+            where.append(AuditEvent.resident_id == int(resident))
+        else:
+            ids = select(Resident.id).where(Resident.unit_id == unit_id, Resident.name.ilike(f"%{resident}%"))
+            where.append(AuditEvent.resident_id.in_(ids))
+    if user:
+        ids = select(Staff.id).where(Staff.username == user.strip().lower())
+        where.append(AuditEvent.actor_id.in_(ids))
+    if action:
+        where.append(AuditEvent.action.like(f"{action}%"))
+    if start:
+        where.append(AuditEvent.at >= start)
+    if end:
+        where.append(AuditEvent.at < end)
+    total = db.session.scalar(select(sa.func.count()).select_from(AuditEvent).where(*where))
+    rows = db.session.execute(
+        select(AuditEvent, Staff.username).outerjoin(Staff, Staff.id == AuditEvent.actor_id).where(*where)
+        .order_by(AuditEvent.seq.desc()).limit(per_page).offset((page - 1) * per_page)).all()
+    return rows, total
+
+
+def record_view(actor: Staff, path: str, now: datetime) -> None:
+    """An inspector looked at something: that look is itself audited."""
+    from config.db import unit_of_work
+
+    unit_of_work(lambda: record_event(unit_id=actor.unit_id, actor=actor, action="inspector.view",
+                                      entity_type="page", entity_id=None, now=now,
+                                      after={"path": path[:500]}))()

@@ -1,0 +1,61 @@
+"""Medication's part of the inspection report: doses, PRN use, safety refusals, CD reconciliation."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from config.extensions import db
+from medication.drugs import DRUGS
+from medication.models import Administration, CDRegisterEntry, MedicationOrder, SafetyRefusal
+from unit.models import Admission, Resident, Unit
+
+
+def medication_section(unit: Unit, start: datetime, end: datetime) -> dict:
+    """Doses by outcome, PRN use per resident, safety refusals, register reconciliation."""
+    in_period = [Administration.unit_id == unit.id, Administration.given_at >= start, Administration.given_at < end]
+    outcomes = {o: 0 for o in ("given", "refused", "withheld", "omitted")}
+    outcomes.update(dict(db.session.execute(select(Administration.outcome, sa.func.count())
+                                            .where(*in_period).group_by(Administration.outcome)).all()))
+    by_drug = [{"drug": d, "outcome": o, "doses": n, "mg": float(mg or 0)} for d, o, n, mg in db.session.execute(
+        select(Administration.drug, Administration.outcome, sa.func.count(), sa.func.sum(Administration.dose_mg))
+        .where(*in_period).group_by(Administration.drug, Administration.outcome)
+        .order_by(Administration.drug, Administration.outcome))]
+    prn = [{"admission_id": a, "resident": name, "drug": d, "doses": n, "mg": float(mg or 0)}
+           for a, name, d, n, mg in db.session.execute(
+               select(Administration.admission_id, Resident.name, Administration.drug, sa.func.count(),
+                      sa.func.sum(Administration.dose_mg))
+               .join(MedicationOrder, MedicationOrder.id == Administration.order_id)
+               .join(Admission, Admission.id == Administration.admission_id).join(Resident)
+               .where(*in_period, Administration.outcome == "given", MedicationOrder.kind == "prn")
+               .group_by(Administration.admission_id, Resident.name, Administration.drug)
+               .order_by(Administration.admission_id))]
+    refusals = dict(db.session.execute(select(SafetyRefusal.check, sa.func.count()).where(
+        SafetyRefusal.unit_id == unit.id, SafetyRefusal.at >= start, SafetyRefusal.at < end)
+        .group_by(SafetyRefusal.check)).all())
+    register = []
+    for drug in (d for d in DRUGS.values() if d.register):
+        entries = db.session.scalars(select(CDRegisterEntry).where(
+            CDRegisterEntry.unit_id == unit.id, CDRegisterEntry.drug == drug.code, CDRegisterEntry.at < end)
+            .order_by(CDRegisterEntry.seq)).all()
+        if not entries:
+            continue
+        opening = next((e.balance_mg for e in reversed(entries) if e.at < start), 0.0)
+        period = [e for e in entries if e.at >= start]
+        discrepancies = [{"seq": e.seq, "at": e.at.isoformat(), "counted_mg": e.counted_mg,
+                          "balance_mg": e.balance_mg}
+                         for e in period if e.kind == "stock_check" and e.counted_mg is not None
+                         and abs(e.counted_mg - e.balance_mg) > 1e-6]
+        given = sum(-e.amount_mg for e in period if e.kind == "administration")
+        eMAR_given = float(db.session.scalar(select(sa.func.coalesce(sa.func.sum(Administration.dose_mg), 0)).where(
+            *in_period, Administration.drug == drug.code, Administration.outcome == "given")) or 0)
+        register.append({"drug": drug.code, "opening_mg": opening, "closing_mg": entries[-1].balance_mg,
+                         "received_mg": sum(e.amount_mg for e in period if e.kind == "receipt"),
+                         "administered_mg": given, "emar_given_mg": eMAR_given,
+                         "register_matches_emar": abs(given - eMAR_given) < 1e-6,
+                         "entries": len(period), "negative_balance": entries[-1].balance_mg < 0,
+                         "discrepancies": discrepancies})
+    return {"doses": outcomes, "by_drug": by_drug, "prn_per_resident": prn,
+            "safety_refusals": dict(sorted(refusals.items())), "safety_refusals_total": sum(refusals.values()),
+            "cd_register": register}
