@@ -38,6 +38,11 @@ def register_database(app: Flask) -> None:
     if uri.startswith("postgresql://") or uri.startswith("postgres://"):
         uri = "postgresql+psycopg://" + uri.split("://", 1)[1]  # psycopg 3
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
+    from unit.audit import canonical_json
+
+    # JSON columns are stored as canonical text, so the audit chain can be verified from it.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
+                                               "json_serializer": canonical_json}
     if uri.startswith("sqlite"):
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {})

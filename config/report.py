@@ -51,7 +51,7 @@ def build_report(actor: Staff, start: datetime, end: datetime, now: datetime) ->
     unit = actor.unit
     zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
     history = model_history(unit, start, end)
-    chain = verify_chain(unit)
+    chain = verify_chain(unit, from_checkpoint=True)
     return {
         "unit": {"code": unit.code, "name": unit.name},
         "period": {"from": start.isoformat(), "to": end.isoformat(), "generated_at": now.isoformat(),
@@ -62,7 +62,10 @@ def build_report(actor: Staff, start: datetime, end: datetime, now: datetime) ->
         "escalations": escalations_section(unit, start, end, history, now),
         "medication": medication_section(unit, start, end),
         "audit_chain": {"verified": chain.verified, "events": chain.events,
-                        "broken_at_seq": chain.broken_at_seq, "problem": chain.problem},
+                        "broken_at_seq": chain.broken_at_seq, "problem": chain.problem,
+                        "checked_from_seq": chain.checked_from_seq,
+                        "full_verification_at": chain.full_verification_at.isoformat()
+                        if chain.full_verification_at else None},
     }
 
 
@@ -153,6 +156,9 @@ def to_pdf(report: dict[str, Any]) -> bytes:
         f"Declared model at the end of the period: {current.replace('_', ' ')}",
         "Audit chain: " + (f"VERIFIED ({chain['events']} events)" if chain["verified"]
                            else f"BROKEN at event {chain['broken_at_seq']}: {chain['problem']}"),
+        (f"  (events 1-{chain['checked_from_seq'] - 1} fully verified at {chain['full_verification_at']}; "
+         f"{chain['checked_from_seq']} onward verified now)" if chain.get("full_verification_at")
+         else "  (every event verified now)"),
     ]
     for line in lines:
         pdf.multi_cell(0, 7, _latin(line), new_x="LMARGIN", new_y="NEXT")

@@ -6,6 +6,8 @@ heartbeat turns every page red and /api/v1/health degraded.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -48,11 +50,13 @@ def jobs() -> list[Job]:
     """Every scheduled job, from the packages (assembled here, the composition root)."""
     from config.idempotency import purge_expired_keys
     from config.outbox import deliver_due
+    from unit.audit import verify_all_chains
     from medication.jobs import JOBS as medication_jobs
     from monitoring.jobs import JOBS as monitoring_jobs
 
     return [*monitoring_jobs, *medication_jobs, Job("deliver_notifications", 15, deliver_due),
-            Job("purge_idempotency_keys", 3600, purge_expired_keys)]
+            Job("purge_idempotency_keys", 3600, purge_expired_keys),
+            Job("audit_verify", 6 * 3600, verify_all_chains)]
 
 
 @unit_of_work
@@ -69,18 +73,48 @@ def _beat(job: str, at: datetime, error: str | None) -> None:
 
 
 def run_job(app: Flask, job: Job, at: datetime | None = None) -> bool:
-    """Run one job in an app context and record its heartbeat; True when it succeeded."""
+    """Run one job in an app context and record its heartbeat; True when it succeeded.
+
+    On PostgreSQL a session advisory lock per job decides which of two schedulers (a
+    failover pair) runs it; the other skips this round. Row locks (SKIP LOCKED) and unique
+    constraints in the jobs themselves keep every item handled once even without it.
+    """
     with app.app_context():
         at = at or _now()
+        with _job_lock(job.name) as acquired:
+            if not acquired:
+                log.info("job %s is running in another scheduler; skipped", job.name)
+                return True
+            return _run_locked(job, at)
+
+
+@contextlib.contextmanager
+def _job_lock(name: str):
+    if db.engine.dialect.name != "postgresql":
+        yield True  # SQLite: one writer at a time already (BEGIN IMMEDIATE)
+        return
+    key = int.from_bytes(hashlib.sha256(f"detox-job:{name}".encode()).digest()[:8], "big", signed=True)
+    with db.engine.connect() as connection:
+        acquired = connection.scalar(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+        connection.commit()
         try:
-            job.run(at)
-        except Exception as error:  # a failing job must be seen, not kill the scheduler
-            log.exception("job %s failed", job.name)
-            db.session.rollback()
-            _beat(job.name, at, f"{type(error).__name__}")
-            return False
-        _beat(job.name, at, None)
-        return True
+            yield bool(acquired)
+        finally:
+            if acquired:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+
+
+def _run_locked(job: Job, at: datetime) -> bool:
+    try:
+        job.run(at)
+    except Exception as error:  # a failing job must be seen, not kill the scheduler
+        log.exception("job %s failed", job.name)
+        db.session.rollback()
+        _beat(job.name, at, f"{type(error).__name__}")
+        return False
+    _beat(job.name, at, None)
+    return True
 
 
 def _now() -> datetime:

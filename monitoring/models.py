@@ -20,6 +20,7 @@ class Observation(db.Model):
         sa.CheckConstraint("status IN ('recorded', 'not_done')", name="status"),
         sa.Index("ix_observations_admission_scale_at", "admission_id", "scale", "observed_at"),
         sa.Index("ix_observations_unit_at", "unit_id", "observed_at"),
+        sa.Index("ix_observations_unit_due", "unit_id", "due_at"),  # the report's compliance
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -101,6 +102,7 @@ class MissedObservation(db.Model):
     __table_args__ = (
         sa.UniqueConstraint("schedule_id", "due_at"),
         sa.Index("ix_missed_observations_unit_due", "unit_id", "due_at"),
+        sa.Index("ix_missed_observations_slot", "admission_id", "scale", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,7 +12,7 @@ from config.clock import now
 from config.errors import DomainError
 from config.extensions import db
 from unit import services
-from unit.audit import verify_chain
+from unit.audit import verify_all_chains
 from unit.models import ROLES, Unit
 
 MODEL_NAMES = {"managed": "medically_managed", "monitored": "medically_monitored",
@@ -73,10 +73,9 @@ def create_user_command(username: str, role: str, unit_code: str, full_name: str
 
 @audit_cli.command("verify")
 def verify_command() -> None:
-    """Verify every unit's audit chain and report the first broken link."""
+    """Verify every unit's whole audit chain and report the first broken link (exit 1)."""
     broken = False
-    for unit in db.session.scalars(select(Unit).order_by(Unit.code)):
-        report = verify_chain(unit)
+    for report in verify_all_chains(now()):
         if report.verified:
             click.echo(f"{report.unit_code}: OK, {report.events} events verified.")
         else:

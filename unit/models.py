@@ -265,3 +265,14 @@ event.listen(AuditEvent.__table__, "after_create",
              DDL(AUDIT_APPEND_ONLY_FUNCTION.replace("%", "%%")).execute_if(dialect="postgresql"))
 event.listen(AuditEvent.__table__, "after_create",
              DDL(AUDIT_APPEND_ONLY_TRIGGER).execute_if(dialect="postgresql"))
+
+
+class AuditCheckpoint(db.Model):
+    """The last full verification of a unit's chain: later checks start from here."""
+
+    __tablename__ = "audit_checkpoints"
+
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("units.id"), primary_key=True)
+    seq: Mapped[int]
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    verified_at: Mapped[datetime]
