@@ -195,6 +195,7 @@ def register_hooks(app: Flask) -> None:
 
     _add_once(unit.admitted_hooks, monitoring.start_schedules)
     _add_once(unit.discharged_hooks, monitoring.stop_schedules)
+    _add_once(unit.discharged_hooks, escalations.close_for_discharge)
     _add_once(board_extensions, monitoring_board)
     _add_once(board_extensions, escalation_board)
     _add_once(monitoring.observation_hooks, escalations.on_observation)

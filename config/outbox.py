@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -69,7 +70,7 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
 
-def _send(message: OutboxMessage) -> None:
+def _send(message) -> None:
     config = current_app.config
     email = EmailMessage()
     email["From"] = config["MAIL_FROM"]
@@ -108,8 +109,35 @@ def deliver_due(now: datetime) -> dict[str, int]:
     return counts
 
 
-@unit_of_work
 def _deliver_one(message_id: int, now: datetime) -> str | None:
+    # Claim, send, record: the SMTP conversation happens outside any transaction, so a slow
+    # mail server never holds a database lock (on SQLite every write would wait on it).
+    claimed = _claim(message_id, now)
+    if claimed is None or claimed == "sent":
+        return claimed
+    try:
+        _send(claimed)
+    except (OSError, smtplib.SMTPException, ValueError) as error:
+        # ValueError: an address or header the e-mail package refuses (a free-text rota
+        # contact). It fails on its own and shows; it must not stop the messages behind it.
+        _record(message_id, now, error=f"{type(error).__name__}: {error}"[:2000])
+        log.warning("outbox message %s not delivered: %s", message_id, error)
+        return "failed"
+    _record(message_id, now, error=None)
+    return "sent"
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    recipient_address: str
+    subject: str
+    body: str
+    created_at: datetime
+
+
+@unit_of_work
+def _claim(message_id: int, now: datetime) -> _Claimed | str | None:
     query = sa.select(OutboxMessage).where(OutboxMessage.id == message_id,
                                            OutboxMessage.status == "pending")
     if db.engine.dialect.name == "postgresql":
@@ -122,17 +150,22 @@ def _deliver_one(message_id: int, now: datetime) -> str | None:
         message.status, message.sent_at = "sent", now
         message.last_error = "no e-mail address: shown in the app only"
         return "sent"
+    # The attempt is counted and the next one scheduled before sending: if this process dies
+    # mid-send, the message is tried again after the backoff (never lost), and a second
+    # scheduler does not take it meanwhile.
     message.attempts += 1
-    try:
-        _send(message)
-    except (OSError, smtplib.SMTPException) as error:
-        message.last_error = f"{type(error).__name__}: {error}"[:2000]
-        message.next_attempt_at = now + backoff(message.attempts)
-        log.warning("outbox message %s not delivered (attempt %s): %s", message.id,
-                    message.attempts, message.last_error)
-        return "failed"
-    message.status, message.sent_at, message.last_error = "sent", now, None
-    return "sent"
+    message.next_attempt_at = now + backoff(message.attempts)
+    return _Claimed(message.id, message.recipient_address, message.subject, message.body,
+                    message.created_at)
+
+
+@unit_of_work
+def _record(message_id: int, now: datetime, *, error: str | None) -> None:
+    message = db.session.get(OutboxMessage, message_id)
+    if error is None:
+        message.status, message.sent_at, message.last_error = "sent", now, None
+    else:
+        message.last_error = error
 
 
 def failing(unit_id: int) -> list[OutboxMessage]:

@@ -7,15 +7,14 @@ from config.clock import now
 from config.errors import DomainError
 from config.extensions import api
 from unit.auth import ALL_ROLES, public, roles_required, sign_in, sign_out
+from unit.pages import safe_next
 
 bp = Blueprint("shell", __name__)
 
 
 def _safe_next(target: str | None) -> str:
     # Only same-site paths: never redirect a signed-in nurse to another host.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("unit_pages.board")
+    return safe_next(target, url_for("unit_pages.board"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -20,7 +20,7 @@ from config.outbox import enqueue
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, RotaShift
 from unit.audit import record_event
 from unit.models import Admission, Staff
-from unit.services import get_admission, model_at, protocol_settings
+from unit.services import get_admission, model_at, model_history, protocol_settings
 
 ESCALATION_DEFAULTS: dict[str, Any] = {
     # CLINICAL.md s3: acknowledgement targets in minutes.
@@ -154,19 +154,25 @@ def _update(live: Escalation, trigger: Trigger, source_type: str, source_id: int
             actor: Staff | None, now: datetime, targets: dict[str, int]) -> Escalation:
     worse = SEVERITY_RANK[trigger.severity] > SEVERITY_RANK[live.severity]
     before = {"severity": live.severity, "reason": live.reason, "status": live.status}
-    live.reason, live.source_type, live.source_id = trigger.reason, source_type, source_id
     live.updated_at = now
+    if SEVERITY_RANK[trigger.severity] >= SEVERITY_RANK[live.severity]:
+        # The reason follows the latest score of the same or a worse severity; a milder score
+        # does not rewrite why it is an emergency (that score is kept in the steps).
+        live.reason, live.source_type, live.source_id = trigger.reason, source_type, source_id
     if worse:
         live.severity, live.trigger = trigger.severity, trigger.code
         live.target_minutes = targets[trigger.severity]
         live.call_999 = live.call_999 or trigger.severity == "emergency"
         if live.status == "acknowledged":
-            live.status = "open"  # worse since it was acknowledged: the doctor must know again
+            # Worse since it was acknowledged: the doctor must know again. The earlier
+            # acknowledgement stays in the steps; the escalation itself is unanswered now.
+            live.status = "open"
+            live.acknowledged_at, live.acknowledged_by_id = None, None
         live.escalate_at = now + timedelta(minutes=live.target_minutes)
         _step(live, now, "worsened", f"now {trigger.severity}: {trigger.reason}", actor)
         _notify(live, now)
     else:
-        _step(live, now, "updated", trigger.reason, actor)
+        _step(live, now, "updated", f"latest: {trigger.reason}", actor)
     record_event(unit_id=live.unit_id, actor=actor, action="escalation.update",
                  entity_type="escalation", entity_id=live.id, now=now, before=before,
                  after={"severity": live.severity, "reason": live.reason, "status": live.status})
@@ -212,21 +218,35 @@ def _recipients(escalation: Escalation, level: int, at: datetime) -> tuple[str, 
     return duty, [(s, s.email) for s in staff]
 
 
-def _notify(escalation: Escalation, now: datetime) -> None:
+def _notify(escalation: Escalation, now: datetime, level: int | None = None) -> None:
     admission = db.session.get(Admission, escalation.admission_id)
-    duty, recipients = _recipients(escalation, escalation.level, now)
+    level = level or escalation.level
+    duty, recipients = _recipients(escalation, level, now)
     steps = db.session.scalar(select(sa.func.count()).select_from(EscalationStep)
                               .where(EscalationStep.escalation_id == escalation.id))
     names = []
-    subject = (f"[{escalation.severity.upper()}] {admission.resident.name}: {escalation.reason}")
-    body = "\n".join(filter(None, [
-        f"{escalation.severity.upper()} escalation for {admission.resident.name} "
-        f"(admission {admission.id}).",
-        f"Reason: {escalation.reason}",
-        f"Acknowledge within {escalation.target_minutes} minutes.",
-        advice(escalation),
-        f"Paged as: {DUTY_LABELS[duty]} (level {escalation.level}).",
-    ]))
+    if escalation.overridden:
+        # Nothing to acknowledge any more: say who overrode it and why.
+        by = db.session.get(Staff, escalation.resolved_by_id)
+        subject = f"[OVERRIDDEN] {admission.resident.name}: {escalation.reason}"
+        body = "\n".join([
+            f"The {escalation.severity} escalation for {admission.resident.name} "
+            f"(admission {admission.id}) was overridden by {by.full_name} ({by.role}); "
+            "no action is needed unless you disagree.",
+            f"Reason for the escalation: {escalation.reason}",
+            f"Override: {escalation.note}",
+            f"Told as: {DUTY_LABELS[duty]} (level {level}).",
+        ])
+    else:
+        subject = f"[{escalation.severity.upper()}] {admission.resident.name}: {escalation.reason}"
+        body = "\n".join(filter(None, [
+            f"{escalation.severity.upper()} escalation for {admission.resident.name} "
+            f"(admission {admission.id}).",
+            f"Reason: {escalation.reason}",
+            f"Acknowledge within {escalation.target_minutes} minutes.",
+            advice(escalation),
+            f"Paged as: {DUTY_LABELS[duty]} (level {level}).",
+        ]))
     for staff, address in recipients:
         key = f"esc:{escalation.id}:{steps}:{staff.id if staff else address}"
         enqueue(unit_id=escalation.unit_id, dedup_key=key[:200],
@@ -280,6 +300,21 @@ def raise_clinical_sign(actor: Staff, admission_id: int, *, sign: str, note: str
     reason = CLINICAL_SIGNS[sign] + (f": {note}" if note else "")
     return raise_escalation(admission, Trigger(sign, "emergency", reason, f"sign:{sign}"),
                             source_type="clinical_sign", source_id=None, actor=actor, now=now)
+
+
+def close_for_discharge(admission: Admission, actor: Staff, now: datetime) -> None:
+    """At discharge: live escalations are resolved (no one is paged for someone who has left)."""
+    live = db.session.scalars(select(Escalation).where(Escalation.admission_id == admission.id,
+                                                       Escalation.status != "resolved")).all()
+    for escalation in live:
+        escalation.status, escalation.escalate_at = "resolved", None
+        escalation.resolved_at, escalation.resolved_by_id = now, actor.id
+        escalation.outcome = f"resident discharged ({admission.discharge_type})"
+        escalation.updated_at = now
+        _step(escalation, now, "resolved", f"closed at discharge by {actor.full_name}", actor)
+        record_event(unit_id=escalation.unit_id, actor=actor, action="escalation.resolve",
+                     entity_type="escalation", entity_id=escalation.id, now=now,
+                     before={"status": "open"}, after={"status": "resolved", "outcome": escalation.outcome})
 
 
 # --- answering ------------------------------------------------------------------------------
@@ -361,7 +396,10 @@ def override(actor: Staff, escalation_id: int, *, reason: str, now: datetime) ->
     escalation.resolved_at, escalation.resolved_by_id = now, actor.id
     escalation.outcome, escalation.note, escalation.updated_at = "overridden by nurse", reason, now
     _step(escalation, now, "overridden", f"by {actor.full_name}: {reason}", actor)
-    _notify(escalation, now)  # the routed doctor sees the override and its reason
+    # The routed doctor sees the override and its reason (and whoever it had climbed to).
+    _notify(escalation, now, level=1)
+    if escalation.level > 1:
+        _notify(escalation, now)
     record_event(unit_id=escalation.unit_id, actor=actor, action="escalation.override",
                  entity_type="escalation", entity_id=escalation.id, now=now,
                  before={"status": "open", "severity": escalation.severity},
@@ -434,24 +472,43 @@ def escalation_view(escalation: Escalation) -> dict:
     }
 
 
+def _required_duties(unit_id: int, start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+    # The doctor duty follows the care model in force at each moment (a declared change moves
+    # it from its effective time); nothing is required before the unit existed.
+    changes = model_history(unit_id)
+    required = []
+    for i, change in enumerate(changes):
+        period_start = max(start, change.effective_at)
+        period_end = min(end, changes[i + 1].effective_at) if i + 1 < len(changes) else end
+        if period_start < period_end:
+            required += [("nurse_in_charge", period_start, period_end),
+                         (_DOCTOR_DUTY[change.model], period_start, period_end)]
+    return required
+
+
+_DOCTOR_DUTY = {"medically_managed": "on_site_doctor", "medically_monitored": "visiting_gp"}
+
+
 def rota_gaps(unit_id: int, start: datetime, end: datetime) -> list[dict]:
     """Periods in [start, end) when a required duty has nobody on the rota."""
-    model = model_at(unit_id, start)
-    duties = ["nurse_in_charge", "on_site_doctor" if model == "medically_managed" else "visiting_gp"]
-    gaps = []
-    for duty in duties:
+    found: dict[str, list[dict]] = {}
+    for duty, period_start, period_end in _required_duties(unit_id, start, end):
         shifts = db.session.scalars(
             select(RotaShift).where(RotaShift.unit_id == unit_id, RotaShift.duty == duty,
-                                    RotaShift.cancelled_at.is_(None), RotaShift.ends_at > start,
-                                    RotaShift.starts_at < end).order_by(RotaShift.starts_at)).all()
-        cursor = start
-        for shift in shifts:
-            if shift.starts_at > cursor:
-                gaps.append({"duty": duty, "from": cursor, "to": shift.starts_at})
-            cursor = max(cursor, shift.ends_at)
-        if cursor < end:
-            gaps.append({"duty": duty, "from": cursor, "to": end})
-    return gaps
+                                    RotaShift.cancelled_at.is_(None), RotaShift.ends_at > period_start,
+                                    RotaShift.starts_at < period_end).order_by(RotaShift.starts_at)).all()
+        gaps = found.setdefault(duty, [])
+        cursor = period_start
+        for shift in [*shifts, None]:
+            gap_end = period_end if shift is None else min(shift.starts_at, period_end)
+            if gap_end > cursor:
+                if gaps and gaps[-1]["to"] == cursor:
+                    gaps[-1]["to"] = gap_end  # one gap across two periods of the same duty
+                else:
+                    gaps.append({"duty": duty, "from": cursor, "to": gap_end})
+            if shift is not None:
+                cursor = max(cursor, shift.ends_at)
+    return [gap for gaps in found.values() for gap in gaps]
 
 
 @unit_of_work

@@ -23,7 +23,7 @@ from monitoring.scales import SCALES
 from monitoring.schemas import RotaShiftIn
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 from unit.models import Admission, Staff
-from unit.pages import BoardExtension
+from unit.pages import BoardExtension, safe_next
 from unit.services import get_admission
 
 bp = Blueprint("monitoring_pages", __name__, template_folder="templates")
@@ -240,7 +240,7 @@ def _answer(action: Callable[[], object], done: str):
         flash(done)
     except DomainError as refusal:
         flash(f"Not done: {refusal.detail}")
-    return redirect(request.form.get("next") or url_for("monitoring_pages.queue"), code=303)
+    return redirect(safe_next(request.form.get("next"), url_for("monitoring_pages.queue")), code=303)
 
 
 @bp.route("/escalations/<int:escalation_id>/acknowledge", methods=["POST"])
@@ -271,7 +271,7 @@ def override(escalation_id: int):
     reason = (request.form.get("reason") or "").strip()
     if len(reason) < 3:
         flash("Not overridden: give the reason.")
-        return redirect(request.form.get("next") or url_for("unit_pages.board"), code=303)
+        return redirect(safe_next(request.form.get("next"), url_for("unit_pages.board")), code=303)
     return _answer(lambda: escalations.override(current_staff(), escalation_id, reason=reason, now=now()),
                    "Escalation overridden; the doctor has been told.")
 

@@ -36,6 +36,13 @@ class BoardExtension:
     alerts: Callable[[int, datetime], list[Markup]] | None = None
 
 
+def safe_next(target: str | None, default: str) -> str:
+    """A same-site path to go back to after a form; anything else goes to ``default``."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
 # Filled when the app is assembled (monitoring: scores and due times; medication: doses).
 board_extensions: list[BoardExtension] = []
 
