@@ -112,10 +112,10 @@ def register_security(app: Flask) -> None:
         if request.endpoint is None:
             return None  # no such route: the 404 handler answers
         view = app.view_functions.get(request.endpoint)
+        if request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS"):
+            _check_same_origin()  # sign-in included
         if request.endpoint == "static" or getattr(view, "public", False):
             return None
-        if request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS"):
-            _check_same_origin()
         try:
             staff = resolve_session(session.get("token"), now(),
                                     activity=request.headers.get("X-Background-Refresh") != "1")

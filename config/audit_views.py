@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint as PageBlueprint
 from flask import Response, current_app, render_template, request
-from flask_smorest import Blueprint
+from config.errors import ApiBlueprint
 from marshmallow import Schema, fields, validate
 
 from config.clock import now
@@ -15,7 +15,7 @@ from unit.audit import search_events
 from unit.auth import current_staff, roles_required
 
 AUDITORS = ("manager", "inspector")
-blp = Blueprint("audit_api", __name__, url_prefix="/api/v1",
+blp = ApiBlueprint("audit_api", __name__, url_prefix="/api/v1",
                 description="The unit-model report for inspectors, and the audit log")
 pages = PageBlueprint("audit_pages", __name__)
 

@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from flask_smorest import Api, Blueprint
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from webargs.flaskparser import FlaskParser
@@ -90,7 +90,7 @@ def problem(status: int, type_: str, title: str, detail: str | None = None, *,
     if detail:
         body["detail"] = detail
     if errors:
-        body["errors"] = errors
+        body["errors"] = json.loads(json.dumps(errors))  # int keys (list items) as text: sortable
     body.update(extra)
     response = jsonify(body)
     response.status_code = status
@@ -160,12 +160,13 @@ def register_error_handlers(app: Flask) -> None:
         from config.extensions import db
 
         db.session.rollback()
+        g.pop("staff", None)  # expired by the rollback: no hook or template may reload it now
         if wants_json():
             return problem(503, "database-unavailable", "Service Unavailable",
                            "The database is unavailable; nothing was saved. Retry shortly.",
                            headers={"Retry-After": "5"})
         return render_template("error.html", status=503, title="Service unavailable",
-                               detail="The database is unavailable; nothing was saved. Retry shortly."), 503
+                               detail="The database is unavailable; nothing was saved. Retry shortly."), 503, {"Retry-After": "5"}
 
     @app.errorhandler(IntegrityError)
     def _integrity(error: IntegrityError):

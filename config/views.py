@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
+from config.errors import ApiBlueprint
 from marshmallow import Schema, fields
 
 from config.clock import now
@@ -10,7 +10,7 @@ from config.extensions import db
 from config.scheduler import heartbeat_status
 from unit.auth import ALL_ROLES, roles_required
 
-blp = Blueprint("system_api", __name__, url_prefix="/api/v1", description="Service health")
+blp = ApiBlueprint("system_api", __name__, url_prefix="/api/v1", description="Service health")
 
 
 class SchedulerStatus(Schema):

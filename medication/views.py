@@ -1,7 +1,7 @@
 """The medication package's JSON API."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
+from config.errors import ApiBlueprint
 
 from config.clock import now
 from config.idempotency import idempotent
@@ -24,7 +24,7 @@ from medication.schemas import (
 )
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, PRESCRIBERS, current_staff, roles_required
 
-blp = Blueprint("medication_api", __name__, url_prefix="/api/v1",
+blp = ApiBlueprint("medication_api", __name__, url_prefix="/api/v1",
                 description="Medication orders, the eMAR and the controlled-drug register")
 
 

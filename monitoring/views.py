@@ -1,7 +1,7 @@
 """The monitoring package's JSON API."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
+from config.errors import ApiBlueprint
 
 from datetime import timedelta
 
@@ -36,7 +36,7 @@ from monitoring.schemas import (
 )
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 
-blp = Blueprint("monitoring_api", __name__, url_prefix="/api/v1",
+blp = ApiBlueprint("monitoring_api", __name__, url_prefix="/api/v1",
                 description="Withdrawal scales, observations and observation schedules")
 
 

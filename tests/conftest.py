@@ -46,9 +46,13 @@ def _reset_postgres() -> None:
         db.create_all()
         _pg_schema_ready = True
         return
-    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    # DELETE (a few ms) rather than TRUNCATE (~0.4 s for 30 tables); session_replication_role
+    # = replica skips the foreign-key and append-only triggers for this transaction only (the
+    # test role is a superuser).
     with db.engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql("; ".join(f'DELETE FROM "{table.name}"'
+                                       for table in reversed(db.metadata.sorted_tables)))
 
 
 @pytest.fixture

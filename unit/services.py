@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from config.db import unit_of_work
 from config.errors import Forbidden, ValidationFailed
@@ -309,7 +310,8 @@ def get_admission(actor: Staff, admission_id: int) -> Admission:
 
 def list_admissions(actor: Staff, *, status: str | None = None) -> list[Admission]:
     """The unit's admissions, newest first, optionally by status."""
-    query = select(Admission).where(Admission.unit_id == actor.unit_id)
+    query = (select(Admission).where(Admission.unit_id == actor.unit_id)
+             .options(selectinload(Admission.referral), selectinload(Admission.harm_reduction)))
     if status:
         query = query.where(Admission.status == status)
     return list(db.session.scalars(query.order_by(Admission.admitted_at.desc(), Admission.id.desc())))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, request, session
 
 from config.clock import now
-from config.errors import ApiBlueprint as Blueprint
+from config.errors import ApiBlueprint
 from unit import services
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
 from unit.schemas import (
@@ -23,7 +23,7 @@ from unit.schemas import (
     admission_view,
 )
 
-blp = Blueprint("unit_api", __name__, url_prefix="/api/v1",
+blp = ApiBlueprint("unit_api", __name__, url_prefix="/api/v1",
                 description="Sign-in, the unit and its care model, residents and admissions")
 
 

@@ -1,0 +1,139 @@
+"""The command line: units, staff accounts and the audit check, each calling a service."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from config.extensions import db
+from tests.unit.helpers import row_counts, writes_between
+
+STRONG = "a-long-enough-password"
+
+
+@pytest.fixture
+def cli(app):
+    runner = app.test_cli_runner()
+
+    def run(*args, env=None, input=None):
+        return runner.invoke(args=list(args), env=env, input=input)
+
+    return run
+
+
+def unit_model(app, code):
+    from unit.models import Unit
+    from unit.services import model_history
+
+    with app.app_context():
+        unit = db.session.scalars(sa.select(Unit).where(Unit.code == code)).one()
+        return unit.name, [c.model for c in model_history(unit.id)]
+
+
+def test_unit_create(app, cli):
+    for code, given, model in (("NORTH", "managed", "medically_managed"),
+                               ("SOUTH", "monitored", "medically_monitored"),
+                               ("EAST", "medically_managed", "medically_managed")):
+        result = cli("unit", "create", code, "--name", f"{code.title()} House", "--model", given)
+        assert result.exit_code == 0, result.output
+        assert code in result.output and model in result.output
+        assert unit_model(app, code) == (f"{code.title()} House", [model])
+
+
+def test_unit_create_refuses_a_duplicate_code(app, cli):
+    assert cli("unit", "create", "NORTH", "--name", "North", "--model", "managed").exit_code == 0
+    before = row_counts(app)
+    result = cli("unit", "create", "NORTH", "--name", "Again", "--model", "monitored")
+    assert result.exit_code == 2
+    assert "already exists" in result.output
+    assert writes_between(before, row_counts(app)) == {}
+
+
+def test_unit_create_usage_errors(app, cli):
+    before = row_counts(app)
+    for args in (("unit", "create", "X", "--name", "X", "--model", "residential"),
+                 ("unit", "create", "X", "--model", "managed"),
+                 ("unit", "create", "--name", "X", "--model", "managed")):
+        assert cli(*args).exit_code == 2, args
+    assert writes_between(before, row_counts(app)) == {}
+
+
+def test_user_create_with_the_password_from_the_environment(app, cli, make_unit, login):
+    code = make_unit()
+    result = cli("user", "create", "Dana", "--role", "doctor", "--unit", code, "--name", "Dr Dana",
+                 "--email", "dana@example.invalid", env={"NEW_PASSWORD": STRONG})
+    assert result.exit_code == 0, result.output
+    assert "dana" in result.output and "doctor" in result.output
+    assert STRONG not in result.output
+    client = login("dana", STRONG)
+    who = client.get("/api/v1/auth/session").get_json()
+    assert who["staff"] == {**who["staff"], "username": "dana", "role": "doctor", "full_name": "Dr Dana"}
+    assert who["unit"] == code
+
+    from unit.models import Staff
+
+    with app.app_context():
+        staff = db.session.scalars(sa.select(Staff).where(Staff.username == "dana")).one()
+        assert staff.password_hash.startswith("$argon2id$")
+        assert staff.email == "dana@example.invalid"
+
+
+def test_user_create_is_audited(app, cli, make_unit):
+    from tests.conftest import audit_rows
+
+    code = make_unit()
+    cli("user", "create", "erin", "--role", "nurse", "--unit", code, env={"NEW_PASSWORD": STRONG})
+    assert audit_rows(app, code)[-1][1:] == ("staff.create", None)
+
+
+def test_user_create_refuses_a_duplicate_username(app, cli, make_unit):
+    code, other = make_unit(), make_unit()
+    env = {"NEW_PASSWORD": STRONG}
+    assert cli("user", "create", "sam", "--role", "nurse", "--unit", code, env=env).exit_code == 0
+    before = row_counts(app)
+    for username, unit in (("sam", code), ("SAM", other)):  # usernames are global, any case
+        result = cli("user", "create", username, "--role", "gp", "--unit", unit, env=env)
+        assert result.exit_code == 2, result.output
+        assert "taken" in result.output
+    assert writes_between(before, row_counts(app)) == {}
+
+
+USER_CREATE_REFUSALS = [
+    (("--role", "nurse", "--unit", "NOPE"), {"NEW_PASSWORD": STRONG}, "NOPE"),
+    (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": "short"}, "too short"),
+    (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": ""}, "NEW_PASSWORD"),
+    (("--role", "janitor", "--unit", "{code}"), {"NEW_PASSWORD": STRONG}, "janitor"),
+    (("--unit", "{code}"), {"NEW_PASSWORD": STRONG}, "--role"),
+]
+
+
+def test_user_create_refusals(app, cli, make_unit):
+    code = make_unit()
+    before = row_counts(app)
+    for args, env, message in USER_CREATE_REFUSALS:
+        args = [a.replace("{code}", code) for a in args]
+        result = cli("user", "create", "newbie", *args, env=env)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+    assert writes_between(before, row_counts(app)) == {}
+
+
+def test_audit_verify(app, cli, make_unit, make_staff):
+    code = make_unit()
+    make_staff(code, "nurse")
+    result = cli("audit", "verify")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{code}: OK, 2 events verified."
+
+
+def test_audit_verify_reports_a_broken_chain(app, cli, make_unit):
+    from unit.models import AuditChainHead
+
+    code = make_unit()
+    with app.app_context():
+        # The head claims one more event than the chain holds: the last one was removed.
+        head = db.session.scalars(sa.select(AuditChainHead)).one()
+        head.seq += 1
+        db.session.commit()
+    result = cli("audit", "verify")
+    assert result.exit_code == 1
+    assert f"{code}: BROKEN at event 2:" in result.output

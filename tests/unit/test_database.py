@@ -1,0 +1,94 @@
+"""Database foundations: SQLite settings, UTC timestamps and the unit of work."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from config.db import after_commit, unit_of_work
+from config.errors import RecordedRefusal
+from config.extensions import db
+from unit.models import LoginAttempt
+
+
+def attempts() -> list[str]:
+    return list(db.session.scalars(sa.select(LoginAttempt.username).order_by(LoginAttempt.id)))
+
+
+def add_attempt(name: str, at: datetime) -> None:
+    db.session.add(LoginAttempt(username=name, ip=None, at=at, succeeded=False))
+    db.session.flush()
+
+
+def test_sqlite_connections_are_durable_and_checked(ctx):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite settings")
+    with db.engine.connect() as conn:
+        pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("foreign_keys") == 1
+        assert pragma("synchronous") == 2  # FULL
+        assert pragma("busy_timeout") == 5000
+
+
+def test_foreign_keys_are_enforced(ctx, clock):
+    from sqlalchemy.exc import IntegrityError
+
+    from unit.models import Staff
+
+    db.session.add(Staff(unit_id=9999, username="orphan", full_name="Orphan", role="nurse",
+                         password_hash="x", created_at=clock()))
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+
+
+def test_timestamps_come_back_in_utc_and_naive_ones_are_refused(ctx):
+    at = datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+    unit_of_work(add_attempt)("utc", at)
+    db.session.expire_all()
+    stored = db.session.scalars(sa.select(LoginAttempt.at)).one()
+    assert stored == at and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+    with pytest.raises(sa.exc.StatementError):
+        unit_of_work(add_attempt)("naive", datetime(2026, 1, 1, 12, 0))
+    assert attempts() == ["utc"]
+
+
+def test_the_outermost_unit_of_work_commits_and_an_error_rolls_all_back(ctx, clock):
+    calls = []
+
+    @unit_of_work
+    def inner(name):
+        add_attempt(name, clock())
+
+    @unit_of_work
+    def outer(fail: bool):
+        inner("first")
+        after_commit(lambda: calls.append("sent"))
+        inner("second")
+        if fail:
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        outer(True)
+    assert attempts() == [] and calls == []  # nothing saved, nothing sent
+    outer(False)
+    assert attempts() == ["first", "second"] and calls == ["sent"]
+
+
+def test_a_recorded_refusal_is_kept(ctx, clock):
+    @unit_of_work
+    def refuse():
+        add_attempt("refusal", clock())
+        raise RecordedRefusal("kept for the record")
+
+    with pytest.raises(RecordedRefusal):
+        refuse()
+    db.session.expire_all()
+    assert attempts() == ["refusal"]
+
+
+def test_after_commit_outside_a_unit_of_work_is_an_error(ctx):
+    with pytest.raises(RuntimeError):
+        after_commit(lambda: None)
