@@ -24,9 +24,9 @@ class Marker:
 
 def score_chart(points: Sequence[tuple[datetime, int, str]], bands: Sequence[Band], max_total: int,
                 *, start: datetime, end: datetime, markers: Sequence[Marker] = (),
-                title: str = "", width: int = 640, height: int = 180) -> Markup:
+                title: str = "", width: int = 1000, height: int = 250) -> Markup:
     """An SVG line chart of totals over time, with the bands shaded and markers drawn."""
-    left, right, top, bottom = 36, 8, 8, 22
+    left, right, top, bottom = 44, 10, 10, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     span = max((end - start).total_seconds(), 3600.0)
     y_max = max(max_total if max_total <= 24 else min(max_total, max([p[1] for p in points] + [24]) + 4), 1)
@@ -37,8 +37,10 @@ def score_chart(points: Sequence[tuple[datetime, int, str]], bands: Sequence[Ban
     def y(value: float) -> float:
         return top + plot_h * (1 - min(value, y_max) / y_max)
 
+    # Scaled uniformly (the default "meet"): stretched to the card's width, text and dots
+    # would be drawn wide and the dots as ellipses.
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
-             f'preserveAspectRatio="none" aria-label="{escape(title)}">']
+             f'aria-label="{escape(title)}">']
     for band in bands:
         if band.low > y_max:
             continue
@@ -52,24 +54,25 @@ def score_chart(points: Sequence[tuple[datetime, int, str]], bands: Sequence[Ban
     while tick < end:
         if tick.hour % step == 0:
             parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top}" y2="{top + plot_h}" class="grid"/>')
-            parts.append(f'<text x="{x(tick):.1f}" y="{height - 6}" class="tick" text-anchor="middle">'
+            parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" class="tick" text-anchor="middle">'
                          f'{tick.strftime("%H:%M") if tick.hour else tick.strftime("%d %b")}</text>')
         tick += timedelta(hours=1)
     for marker in markers:
         parts.append(f'<line x1="{x(marker.at):.1f}" x2="{x(marker.at):.1f}" y1="{top}" y2="{top + plot_h}" '
                      f'class="marker"><title>{escape(marker.label)}</title></line>')
-        parts.append(f'<text x="{x(marker.at) + 2:.1f}" y="{top + 10}" class="marker-label">'
+        parts.append(f'<text x="{x(marker.at) + 3:.1f}" y="{top + 14}" class="marker-label">'
                      f'{escape(marker.label.split(" ")[0])}</text>')
+    # Axes before the scores: a dot on an axis (a total of 0) stays whole.
+    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" class="axis"/>')
+    parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>')
     if points:
         line = " ".join(f"{x(at):.1f},{y(total):.1f}" for at, total, _ in points)
         parts.append(f'<polyline points="{line}" class="line"/>')
         for at, total, band in points:
-            parts.append(f'<circle cx="{x(at):.1f}" cy="{y(total):.1f}" r="4" class="dot band-{escape(band)}">'
+            parts.append(f'<circle cx="{x(at):.1f}" cy="{y(total):.1f}" r="6" class="dot band-{escape(band)}">'
                          f'<title>{at.strftime("%d %b %H:%M")}: {total} ({escape(band)})</title></circle>')
     else:
         parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" class="tick">'
                      'No scores yet</text>')
-    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" class="axis"/>')
-    parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -164,6 +164,7 @@ def add_schedule(actor: Staff, admission_id: int, *, scale: str, max_interval_mi
         raise ScheduleExists(f"{scale} is already scheduled for this admission.")
     if existing is not None:  # restart a stopped schedule
         existing.active, existing.next_due_at, existing.updated_at = True, now, now
+        existing.missed_through = None  # the stopped time is not missed
         existing.max_interval_minutes = max_interval_minutes
         _log_interval_change(existing, existing.interval_minutes, existing.interval_minutes,
                              f"Restarted: {reason}", actor, now)
@@ -192,6 +193,7 @@ def change_schedule(actor: Staff, schedule_id: int, *, max_interval_minutes: int
         schedule.active = active
         if active:
             schedule.next_due_at = now
+            schedule.missed_through = None  # the stopped time is not missed
     schedule.updated_at = now
     _log_interval_change(schedule, old, schedule.interval_minutes,
                          reason if schedule.active else f"Stopped: {reason}", actor, now)
@@ -314,7 +316,9 @@ def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
     db.session.add(observation)
     db.session.flush()
     recorded = Recorded(observation, schedule)
-    if schedule is not None:
+    # Like a late-entered score, a not-done written up after a later observation moves nothing.
+    current = schedule is not None and _is_latest(schedule, observed_at)
+    if current:
         retry = min(settings["not_done_retry_minutes"], schedule.interval_minutes)
         schedule.next_due_at = observed_at + timedelta(minutes=retry)
         schedule.missed_through = None
@@ -325,7 +329,7 @@ def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
                  entity_type="observation", entity_id=observation.id,
                  resident_id=admission.resident_id, now=now,
                  after={"scale": scale, "reason": reason, "observed_at": observed_at, "note": note})
-    if schedule is not None and reason == "refused" and \
+    if current and reason == "refused" and \
             schedule.refusals_in_row >= settings["refusals_to_escalate"]:
         for hook in refusal_hooks:
             recorded.escalation = hook(observation, admission, actor, now) or recorded.escalation
@@ -456,18 +460,25 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
     if db.engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)  # a second scheduler takes the others
     missed: list[MissedObservation] = []
-    for schedule in db.session.scalars(query):
+    for schedule in db.session.scalars(query).all():
         interval = timedelta(minutes=schedule.interval_minutes)
         grace = grace_minutes(schedule.interval_minutes)
         slot = schedule.next_due_at if schedule.missed_through is None else schedule.missed_through + interval
+        # A due time can move back onto a slot flagged before (a strike restores an earlier
+        # score's due time): each slot is recorded once, and one such slot must not stop the
+        # sweep for every unit.
+        flagged = set(db.session.scalars(
+            select(MissedObservation.due_at).where(MissedObservation.schedule_id == schedule.id,
+                                                   MissedObservation.due_at >= slot)))
         for _ in range(MAX_SLOTS_PER_SWEEP):
             if slot + timedelta(minutes=grace) >= now:
                 break
-            row = MissedObservation(unit_id=schedule.unit_id, admission_id=schedule.admission_id,
-                                    schedule_id=schedule.id, scale=schedule.scale, due_at=slot,
-                                    grace_minutes=grace, detected_at=now)
-            db.session.add(row)
-            missed.append(row)
+            if slot not in flagged:
+                row = MissedObservation(unit_id=schedule.unit_id, admission_id=schedule.admission_id,
+                                        schedule_id=schedule.id, scale=schedule.scale, due_at=slot,
+                                        grace_minutes=grace, detected_at=now)
+                db.session.add(row)
+                missed.append(row)
             schedule.missed_through = slot
             slot += interval
     db.session.flush()
