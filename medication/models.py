@@ -168,3 +168,4 @@ class CDRegisterEntry(db.Model):
 
     recorded_by = relationship("Staff", foreign_keys=[recorded_by_id])
     witness = relationship("Staff", foreign_keys=[witness_id])
+    admission = relationship("Admission")  # the person supplied (MDR 2001 reg 19)

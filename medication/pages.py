@@ -61,7 +61,11 @@ def give(order_id: int):
         try:
             fingerprint = fingerprint_of(order_id, sorted((k, v) for k, v in form.items(multi=True)
                                                           if k != "witness_password"))
-            return run_once(form.get("idempotency_key", ""), fingerprint, save)
+            response = run_once(form.get("idempotency_key", ""), fingerprint, save)
+            if response.status_code < 400:
+                return response
+            # The same form sent again after a refusal: show the kept refusal, not its JSON.
+            refusal = (response.get_json(silent=True) or {}).get("detail", "The dose was refused.")
         except DomainError as refused:
             if refused.type == "dose-refused":
                 refusal = refused.detail
@@ -69,7 +73,10 @@ def give(order_id: int):
                 error = refused.detail + (" " + "; ".join(f"{k}: {' '.join(v) if isinstance(v, list) else v}"
                                                           for k, v in refused.errors.items()) if refused.errors else "")
     status = services.due_doses(staff, now(), admission_id=admission.id)
-    entry = next((d for d in status["scheduled"] + status["prn"] if d["order_id"] == order_id), None)
+    mine = [d for d in status["scheduled"] + status["prn"] if d["order_id"] == order_id]
+    # The slot chosen on the doses list (?slot=), else the order's earliest due dose.
+    slot = request.values.get("slot", type=int)
+    entry = next((d for d in mine if slot is not None and d["scheduled_dose_id"] == slot), mine[0] if mine else None)
     return render_template("medication/give.html", order=order, admission=admission, drug=drug, entry=entry,
                            refusal=refusal, error=error, reasons=REASON_CODES,
                            idempotency_key=str(uuid.uuid4())), (409 if refusal else 422 if error else 200)

@@ -376,7 +376,9 @@ def _latest_observation(admission_id: int, scale: str) -> Observation | None:
 
 def _minutes(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")
 
 
 class _Refuse(Exception):
@@ -469,7 +471,8 @@ def _check_hold(drug: Drug, admission: Admission, now: datetime, settings: dict[
     items = news2.items or {}
     if drug.sedating:
         if items.get("consciousness") in settings["hold_consciousness"]:
-            raise _Refuse("hold_sedation", f"Hold: the latest NEWS2 ({news2.observed_at:%H:%M} UTC) records "
+            local = news2.observed_at.astimezone(ZoneInfo(current_app.config["UNIT_TIMEZONE"]))
+            raise _Refuse("hold_sedation", f"Hold: the latest NEWS2 ({local:%H:%M}) records "
                           f"consciousness {items['consciousness']}: do not give a sedating drug; "
                           "record it withheld and tell the doctor.", escalate="sedation")
         if items.get("respiration_rate", 99) <= settings["hold_respiration_at_or_below"]:
@@ -489,6 +492,15 @@ def _scheduled_slot(order: MedicationOrder, slot_id: int | None, now: datetime,
         if slot is None or slot.order_id != order.id:
             raise AdministrationInvalid("That scheduled dose is not part of this order.",
                                         errors={"scheduled_dose_id": ["Not a dose of this order."]})
+        # A named slot obeys the same rules as the next one: not taken, and due (a later day's
+        # dose must not be given early by naming it).
+        if db.session.scalar(select(Administration.id).where(Administration.scheduled_dose_id == slot.id)):
+            raise NoDoseDue(f"The {slot.label} dose is already recorded on the chart.")
+        earliest = slot.due_at - timedelta(minutes=settings["scheduled_early_minutes"])
+        if now < earliest:
+            zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+            raise NoDoseDue(f"The {slot.label} dose is due at {slot.due_at.astimezone(zone):%d %b %H:%M}; "
+                            f"it may be given from {earliest.astimezone(zone):%H:%M}.")
         return slot
     taken = select(Administration.scheduled_dose_id).where(Administration.order_id == order.id,
                                                            Administration.scheduled_dose_id.is_not(None))
@@ -536,7 +548,9 @@ def record_administration(actor: Staff, order_id: int, *, outcome: str, dose_mg:
     witness_staff = None
     trigger_observation = None
     if outcome == "given":
-        if drug.witness_required:
+        if drug.witness_required or witness:
+            # Required for Schedule 2 and 3; a witness offered for another drug is checked and
+            # kept too, never silently dropped.
             witness_staff = verify_witness(actor, witness)
         try:
             trigger_observation = safety_checks(order, admission, dose_mg, now, settings)
@@ -625,6 +639,12 @@ def _register_append(unit_id: int, drug: str, *, kind: str, amount_mg: float, ac
                      supplier: str | None = None, reference: str | None = None,
                      admission_id: int | None = None, administration_id: int | None = None,
                      corrects_id: int | None = None, note: str | None = None) -> CDRegisterEntry:
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Lines are numbered per drug: two doses to different residents at the same moment
+        # would both read the same last line and one would fail on the unique seq. Queue them
+        # (until commit); the read below then sees the other's line. SQLite writers are serial.
+        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:unit_id, hashtext(:drug))"),
+                           {"unit_id": unit_id, "drug": f"cd-register:{drug}"})
     last = db.session.scalars(select(CDRegisterEntry).where(
         CDRegisterEntry.unit_id == unit_id, CDRegisterEntry.drug == drug)
         .order_by(CDRegisterEntry.seq.desc()).limit(1)).first()
@@ -691,6 +711,8 @@ def record_stock_check(actor: Staff, drug_code: str, *, counted_mg: float, witne
                        note: str | None, now: datetime) -> CDRegisterEntry:
     """Two staff count the stock; a difference from the balance is escalated to the manager."""
     drug = drug_or_invalid(drug_code)
+    if not drug.register:
+        raise RegisterInvalid(f"{drug.name} is not kept in the controlled-drug register.")
     witness_staff = verify_witness(actor, witness)
     balance = register_balance(actor.unit_id, drug.code)
     entry = _register_append(actor.unit_id, drug.code, kind="stock_check", amount_mg=0, actor=actor,
@@ -724,6 +746,8 @@ def register_balance(unit_id: int, drug: str) -> float:
 def register_entries(actor: Staff, drug_code: str) -> list[CDRegisterEntry]:
     """Every entry of a drug's register on the actor's unit, in order."""
     drug = drug_or_invalid(drug_code)
+    if not drug.register:
+        raise RegisterInvalid(f"{drug.name} is not kept in the controlled-drug register.")
     return list(db.session.scalars(select(CDRegisterEntry).where(
         CDRegisterEntry.unit_id == actor.unit_id, CDRegisterEntry.drug == drug.code)
         .order_by(CDRegisterEntry.seq)))
@@ -770,7 +794,7 @@ def due_doses(actor: Staff, now: datetime, admission_id: int | None = None) -> d
                 state = "overdue" if late > timedelta(hours=1) else "due" if late >= timedelta(0) else "upcoming"
                 scheduled.append({**base, "dose_mg": slot.dose_mg, "scheduled_dose_id": slot.id,
                                   "due_at": slot.due_at, "state": state, "available": True,
-                                  "reason": f"{slot.label} (due {slot.due_at.astimezone(zone):%H:%M})"})
+                                  "reason": slot.label})  # the label names the day and local time
             continue
         try:
             observation = safety_checks(order, admission, order.dose_mg, now, settings)
