@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from flask import Flask, g, redirect, request, session, url_for
+from sqlalchemy.exc import OperationalError
+from werkzeug.routing import IntegerConverter
 
 from config.clock import now
-from config.errors import Forbidden, Unauthorized, register_error_handlers, wants_json
+from config.errors import (Forbidden, Unauthorized, ValidationFailed, register_error_handlers,
+                           wants_json)
 from config.extensions import api, csrf, db, migrate
 from config.settings import BaseConfig, config_from_env
 
@@ -20,6 +25,7 @@ def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
                 template_folder="templates", static_folder="static")
     app.config.from_object(config or config_from_env())
     app.config.update(overrides)
+    app.url_map.converters["int"] = RecordIdConverter
     register_database(app)
     register_extensions(app)
     register_blueprints(app)
@@ -27,6 +33,75 @@ def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
     register_hooks(app)
     register_cli(app)
     return app
+
+
+class RecordIdConverter(IntegerConverter):
+    """``<int:...>`` in every route: a record id, 1 to 2**31 - 1 (the INTEGER columns' range).
+
+    Any other number matches no route: a 404 like any unknown id, never a database error
+    (PostgreSQL refuses to cast it to INTEGER; SQLite cannot bind past 2**63). The regex does
+    the refusing, not ``min``/``max``: werkzeug answers 405, not 404, when a converter rejects
+    a value its regex matched. ``max`` documents the bound in the OpenAPI document.
+    """
+
+    regex = ("0*(?:[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}"
+             "|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}"
+             "|21474836[0-3][0-9]|214748364[0-7])")
+
+    def __init__(self, map, *args, **kwargs) -> None:  # noqa: A002 (werkzeug's name)
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def _unstorable(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate (JSON "\ud800")
+        return True
+    return False
+
+
+def _unstorable_json(document) -> Iterator[str]:
+    """Paths (``resident.name``, ``items.0``) of the strings in a JSON document that no
+    database can store as text; iterative, so any depth that parsed is walked."""
+    stack = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _unstorable(value):
+                yield path or "(body)"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if _unstorable(key):
+                    yield child
+                stack.append((child, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{index}" if path else str(index), item)
+                         for index, item in enumerate(value))
+
+
+def _check_storable_text() -> None:
+    """Refuse NUL characters and unpaired surrogates anywhere in the request's text.
+
+    PostgreSQL cannot store either in a text column and SQLite's driver cannot encode the
+    latter: refused here, for every route at once, as a 422 naming the field, rather than
+    failing in the database as a 500 halfway through a request.
+    """
+    paths = [key for source in (request.args, request.form)
+             for key, value in source.items(multi=True) if _unstorable(key) or _unstorable(value)]
+    if request.is_json:
+        try:
+            document = json.loads(request.get_data(cache=True))
+        except (ValueError, RecursionError):
+            document = None  # invalid JSON: the view's parser answers 400
+        paths += _unstorable_json(document)
+    if paths:
+        raise ValidationFailed("The request holds text that cannot be stored.", errors={
+            path: ["Text may not contain NUL characters or unpaired surrogates."] for path in paths})
 
 
 def register_database(app: Flask) -> None:
@@ -114,7 +189,10 @@ def register_security(app: Flask) -> None:
         view = app.view_functions.get(request.endpoint)
         if request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS"):
             _check_same_origin()  # sign-in included
-        if request.endpoint == "static" or getattr(view, "public", False):
+        if request.endpoint == "static":
+            return None
+        if getattr(view, "public", False):
+            _check_storable_text()
             return None
         try:
             staff = resolve_session(session.get("token"), now(),
@@ -125,21 +203,28 @@ def register_security(app: Flask) -> None:
             session.clear()
             return redirect(url_for("shell.login", next=request.full_path.rstrip("?")))
         g.staff = staff
+        g.staff_role = staff.role  # read after the commit too, when staff is expired
         allowed = getattr(view, "allowed_roles", None)
         if allowed is None or staff.role not in allowed:
             # Views without a role declaration are refused: fail closed.
             raise Forbidden(f"A {staff.role} may not do this.")
+        _check_storable_text()
         return None
 
     @app.after_request
     def audit_inspector_views(response):
         # Every look an inspector takes is itself audited (CQC inspections are on the record).
-        staff = getattr(g, "staff", None)
-        if (staff is not None and staff.role == "inspector" and request.method == "GET"
+        # The role was read before the view: the staff row is expired by the view's commit and
+        # reloading it here could fail with the database gone, after a write had been saved.
+        if (g.get("staff_role") == "inspector" and request.method == "GET"
                 and response.status_code < 400 and request.endpoint != "static"):
             from unit.audit import record_view
 
-            record_view(staff, request.full_path.rstrip("?"), now())
+            try:
+                record_view(g.staff, request.full_path.rstrip("?"), now())
+            except OperationalError as error:
+                # A look that cannot be audited is not shown: the 503 of any database outage.
+                return app.make_response(app.handle_user_exception(error))
         return response
 
     @app.after_request

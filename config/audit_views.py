@@ -90,8 +90,12 @@ def _report_response(query: dict):
 @blp.route("/audit/report", methods=["GET"])
 @roles_required(AUDITORS)
 @blp.arguments(ReportQuery, location="query")
-@blp.response(200, ReportSchema)
-@blp.alt_response(200, description="format=csv (a table, or a ZIP of all) or format=pdf", content_type="application/pdf")
+@blp.response(200, ReportSchema, description="The report: JSON by default, or the export that "
+              "``format`` asks for (csv: one table, or a ZIP of all; pdf)")
+@blp.doc(responses={200: {"content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/zip": {"schema": {"type": "string", "format": "binary"}},
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
 def report(query):
     """The unit-model report for a period (``from``, ``to``); ``format=csv`` or ``pdf`` for exports."""
     return _report_response(query)

@@ -418,6 +418,8 @@ def list_observations(actor: Staff, admission_id: int, *, scale: str | None, pag
     if scale:
         where.append(Observation.scale == scale)
     total = db.session.scalar(select(sa.func.count()).select_from(Observation).where(*where))
+    if (page - 1) * per_page >= total:
+        return [], total  # past the last page (also a page number too large for an OFFSET)
     rows = db.session.scalars(select(Observation).where(*where)
                               .order_by(Observation.observed_at.desc(), Observation.id.desc())
                               .limit(per_page).offset((page - 1) * per_page))

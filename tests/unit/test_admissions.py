@@ -183,13 +183,16 @@ def test_invalid_discharges_and_ticks_name_the_field(app, nurse, admit):
 
 
 def test_unknown_admissions_are_not_found(nurse):
+    # 424242 could be an id ("admission-not-found"); 0 and past 2**31 - 1 cannot ("not-found":
+    # no route takes them, so they never reach the database).
     for admission_id in (0, 424242, 2**31, 10**30):
-        assert_problem(nurse.get(f"/api/v1/admissions/{admission_id}"), 404, "admission-not-found")
+        assert_problem(nurse.get(f"/api/v1/admissions/{admission_id}"), 404, "not-found")
         assert_problem(nurse.post(f"/api/v1/admissions/{admission_id}/discharge",
-                                  json={"discharge_type": "completed"}), 404, "admission-not-found")
+                                  json={"discharge_type": "completed"}), 404, "not-found")
         assert_problem(nurse.post(f"/api/v1/admissions/{admission_id}/harm-reduction",
-                                  json={"gp_informed": True}), 404, "admission-not-found")
+                                  json={"gp_informed": True}), 404, "not-found")
         assert nurse.get(f"/admissions/{admission_id}").status_code == 404
+    assert_problem(nurse.get("/api/v1/admissions/424242"), 404, "admission-not-found")
 
 
 def test_a_resident_cannot_be_admitted_twice_at_once(app, nurse, admit):

@@ -193,3 +193,40 @@ def test_the_openapi_document_describes_every_api_route_and_the_problem_body(app
             assert (method, path) in documented, (method, path)
     assert {"type", "title", "status", "detail", "errors"} <= set(
         spec["components"]["schemas"]["Problem"]["properties"])
+
+
+# Found by schemathesis (tests/faults/test_fuzz.py): ids past the INTEGER range reached the
+# database (PostgreSQL: "integer out of range"; SQLite: OverflowError) and answered 500.
+@pytest.mark.parametrize("path", [
+    "/api/v1/admissions/{id}", "/api/v1/admissions/{id}/observations", "/api/v1/orders/{id}",
+    "/api/v1/escalations/{id}", "/admissions/{id}"])
+@pytest.mark.parametrize("record_id", [0, 2**31 - 1, 2**31, 10**22])
+def test_an_id_of_any_size_that_is_not_on_the_unit_is_a_404(nurse, path, record_id):
+    response = nurse.get(path.format(id=record_id), headers={"Accept": "application/json"})
+    assert response.status_code == 404, (record_id, response.get_data(as_text=True)[:300])
+
+
+def test_a_page_past_the_end_is_empty_whatever_its_number(nurse, admit):
+    admission = admit(nurse)
+    for page in (2, 10**20):
+        response = nurse.get(f"/api/v1/admissions/{admission['id']}/observations?page={page}")
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        assert response.get_json() == []
+
+
+# PostgreSQL cannot store NUL in text and no driver can encode an unpaired surrogate.
+@pytest.mark.parametrize("name", ["Alex\u0000Example", "Alex \ud800"])
+def test_text_no_database_can_store_is_a_422_naming_the_field(app, nurse, name):
+    before = row_counts(app)
+    raw = json.dumps(with_change("resident.name", name))  # ensure_ascii: "\u0000", "\ud800"
+    response = nurse.post("/api/v1/admissions", data=raw, content_type="application/json")
+    body = assert_problem(response, 422, "validation-error")
+    assert "resident.name" in body["errors"], body
+    assert writes_between(before, row_counts(app)) == {}
+
+
+def test_nul_in_a_query_or_a_sign_in_is_a_422(app, client, nurse):
+    assert "scale" in assert_problem(
+        nurse.get("/api/v1/escalations?scale=ci%00wa"), 422, "validation-error")["errors"]
+    assert "username" in assert_problem(client.post(
+        "/api/v1/auth/login", json={"username": "nurse\u0000", "password": "p"}), 422)["errors"]
