@@ -123,20 +123,31 @@ def _now() -> datetime:
     return now()
 
 
+# The jobs that find and send alerts: if any of them stops succeeding, nobody is being told.
+WATCHED_JOBS = ("due_sweep", "re_escalate", "deliver_notifications")
+
+
 def heartbeat_status(now: datetime) -> dict:
-    """When the due sweep last succeeded and whether that is stale."""
+    """When each alerting job last succeeded, and whether any of them is stale.
+
+    ``last_heartbeat_at`` is the oldest of those (None until every one has run once).
+    """
     # Every render_template runs the banner's context processor, and a page renders one
-    # partial per resident: read the heartbeat once per request, not once per partial.
-    if has_request_context() and "_due_sweep_last_ok" in g:
-        last_ok = g._due_sweep_last_ok
+    # partial per resident: read the heartbeats once per request, not once per partial.
+    if has_request_context() and "_heartbeats" in g:
+        last_ok = g._heartbeats
     else:
-        last_ok = db.session.scalar(sa.select(SchedulerHeartbeat.last_ok_at)
-                                    .where(SchedulerHeartbeat.job == "due_sweep"))
+        last_ok = dict(db.session.execute(sa.select(SchedulerHeartbeat.job, SchedulerHeartbeat.last_ok_at)
+                                          .where(SchedulerHeartbeat.job.in_(WATCHED_JOBS))).all())
         if has_request_context():
-            g._due_sweep_last_ok = last_ok
+            g._heartbeats = last_ok
     stale_after = current_app.config.get("SCHEDULER_STALE_AFTER", STALE_AFTER)
-    return {"last_heartbeat_at": last_ok,
-            "stale": last_ok is None or now - last_ok > stale_after,
+    stale_jobs = [job for job in WATCHED_JOBS
+                  if last_ok.get(job) is None or now - last_ok[job] > stale_after]
+    times = [last_ok.get(job) for job in WATCHED_JOBS]
+    return {"last_heartbeat_at": None if None in times else min(times),
+            "stale": bool(stale_jobs), "stale_jobs": stale_jobs,
+            "jobs": {job: last_ok.get(job) for job in WATCHED_JOBS},
             "stale_after_minutes": int(stale_after.total_seconds() // 60)}
 
 

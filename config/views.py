@@ -14,8 +14,12 @@ blp = ApiBlueprint("system_api", __name__, url_prefix="/api/v1", description="Se
 
 
 class SchedulerStatus(Schema):
-    last_heartbeat_at = fields.DateTime(allow_none=True)
+    last_heartbeat_at = fields.DateTime(allow_none=True, metadata={
+        "description": "The oldest last success of the alerting jobs (null until each has run)"})
     stale = fields.Boolean()
+    stale_jobs = fields.List(fields.String(), metadata={
+        "description": "Alerting jobs (due_sweep, re_escalate, deliver_notifications) not run recently"})
+    jobs = fields.Dict(keys=fields.String(), values=fields.DateTime(allow_none=True))
     stale_after_minutes = fields.Integer()
 
 

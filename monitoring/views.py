@@ -6,7 +6,7 @@ from config.errors import ApiBlueprint
 from datetime import timedelta
 
 from config.clock import now
-from config.idempotency import idempotent, idempotent_if_keyed
+from config.idempotency import idempotent
 from monitoring import escalations, services
 from monitoring.scales import SCALES
 from monitoring.schemas import (
@@ -166,7 +166,7 @@ def get_escalation(escalation_id):
 
 @blp.route("/escalations/<int:escalation_id>/acknowledge", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent_if_keyed
+@idempotent
 @blp.response(200, EscalationSchema)
 def acknowledge(escalation_id):
     """The routed doctor (doctor on a managed unit, GP on a monitored one) or a manager acknowledges."""
@@ -175,7 +175,7 @@ def acknowledge(escalation_id):
 
 @blp.route("/escalations/<int:escalation_id>/resolve", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent_if_keyed
+@idempotent
 @blp.arguments(ResolveIn)
 @blp.response(200, EscalationSchema)
 def resolve(body, escalation_id):
@@ -186,7 +186,7 @@ def resolve(body, escalation_id):
 
 @blp.route("/escalations/<int:escalation_id>/override", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent_if_keyed
+@idempotent
 @blp.arguments(OverrideIn)
 @blp.response(200, EscalationSchema)
 def override(body, escalation_id):

@@ -3,10 +3,12 @@ TEST_DATABASE_URL is set), a fake clock, and factories for units, staff and admi
 from __future__ import annotations
 
 import itertools
+import uuid
 import os
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from flask.testing import FlaskClient
 import sqlalchemy as sa
 
 from config.app import create_app
@@ -60,9 +62,25 @@ def database_url(tmp_path) -> str:
     return TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'test.db'}"
 
 
+class TabletClient(FlaskClient):
+    """A test client that writes as the tablets do: every POST to the API carries a fresh
+    Idempotency-Key unless the test sends its own (the same key to test a retry, or ``""`` to
+    test a missing one)."""
+
+    def open(self, *args, **kwargs):
+        headers = kwargs.get("headers")
+        method = (kwargs.get("method") or "GET").upper()
+        path = args[0] if args and isinstance(args[0], str) else kwargs.get("path", "")
+        if method == "POST" and path.startswith("/api/") and not (
+                headers and "Idempotency-Key" in dict(headers)):
+            kwargs["headers"] = {**dict(headers or {}), "Idempotency-Key": str(uuid.uuid4())}
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(database_url, clock):
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_url, CLOCK=clock)
+    app.test_client_class = TabletClient
     with app.app_context():
         if database_url.startswith("postgresql"):
             _reset_postgres()

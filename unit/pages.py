@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+import uuid
 from datetime import datetime
+from types import SimpleNamespace
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -11,6 +13,7 @@ from marshmallow import ValidationError
 
 from config.clock import now
 from config.errors import DomainError
+from config.idempotency import fingerprint_of, run_once
 from unit import services
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, current_staff, roles_required
 from unit.competence import SETTING_LABELS
@@ -98,9 +101,23 @@ def admit():
     """The admission form, with the competence check shown as it is filled in."""
     errors, declined, form = {}, None, request.form
     if request.method == "POST":
+        staff = current_staff()
+
+        def save():
+            admission = services.admit_resident(staff, now=now(), **body)
+            flash(f"{admission.resident.name} admitted.")
+            return redirect(url_for("unit_pages.resident", admission_id=admission.id))
+
         try:
             body = ReferralIn().load(_referral_from_form(form))
-            admission = services.admit_resident(current_staff(), now=now(), **body)
+            # A double tap or a resent form admits once: the form carries its own key.
+            response = run_once(form.get("idempotency_key") or str(uuid.uuid4()),
+                                fingerprint_of("admit", sorted(form.items(multi=True))), save)
+            if response.status_code < 400:
+                return response
+            kept = response.get_json(silent=True) or {}  # the same declined form, sent again
+            declined = SimpleNamespace(detail=kept.get("detail", "Declined."), extra={
+                "reasons": kept.get("reasons", []), "recommended_setting": kept.get("recommended_setting")})
         except ValidationError as invalid:
             errors = _flatten(invalid.messages)
         except DomainError as refusal:
@@ -108,11 +125,9 @@ def admit():
                 declined = refusal
             else:
                 errors = {"_": [refusal.detail]}
-        else:
-            flash(f"{admission.resident.name} admitted.")
-            return redirect(url_for("unit_pages.resident", admission_id=admission.id))
     status = 422 if (errors or declined) else 200
     return render_template("unit/admit.html", form=form, errors=errors, declined=declined,
+                           idempotency_key=str(uuid.uuid4()),
                            substances=SUBSTANCES, labels=SETTING_LABELS,
                            model=services.model_at(current_staff().unit_id, now())), status
 
@@ -147,6 +162,10 @@ def discharge(admission_id: int):
     try:
         body = DischargeIn().load({"discharge_type": request.form.get("discharge_type", ""),
                                    "note": request.form.get("note") or None})
+        if request.form.get("confirm") != "yes":
+            # One stray tap must not end someone's observations and close their escalations.
+            flash("Not discharged: tick the box to confirm the resident is leaving the unit.")
+            return redirect(url_for("unit_pages.resident", admission_id=admission_id))
         services.discharge_admission(current_staff(), admission_id, now=now(), **body)
     except ValidationError as invalid:
         flash("Not discharged: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in invalid.messages.items()))

@@ -378,6 +378,7 @@ def open_checklists(unit_id: int) -> list[HarmReductionChecklist]:
     return list(db.session.scalars(
         select(HarmReductionChecklist).where(HarmReductionChecklist.unit_id == unit_id,
                                              HarmReductionChecklist.completed_at.is_(None))
+        .options(selectinload(HarmReductionChecklist.admission).selectinload(Admission.resident))
         .order_by(HarmReductionChecklist.opened_at)
     ))
 

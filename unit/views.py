@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import current_app, request, session
 
 from config.clock import now
+from config.idempotency import idempotent
 from config.errors import ApiBlueprint
 from unit import services
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
@@ -101,6 +102,7 @@ def check_referral(body):
 
 @blp.route("/admissions", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
+@idempotent
 @blp.arguments(ReferralIn)
 @blp.response(201, AdmissionSchema)
 @blp.alt_response(422, description="Validation failed, or admission-declined with `reasons`")
@@ -132,6 +134,7 @@ def get_admission(admission_id):
 
 @blp.route("/admissions/<int:admission_id>/discharge", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
+@idempotent
 @blp.arguments(DischargeIn)
 @blp.response(200, AdmissionSchema)
 def discharge(body, admission_id):
@@ -143,6 +146,7 @@ def discharge(body, admission_id):
 
 @blp.route("/admissions/<int:admission_id>/harm-reduction", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
+@idempotent
 @blp.arguments(HarmReductionIn)
 @blp.response(200, HarmReductionSchema)
 def harm_reduction(body, admission_id):

@@ -19,11 +19,12 @@ def no_sideways_scroll(page, width: int) -> None:
 
 @pytest.fixture
 def healthy_scheduler(app, clock):
-    """A recent due-sweep heartbeat, so the pages show the unit as it normally looks."""
-    from config.scheduler import _beat
+    """Recent heartbeats of the alerting jobs, so the pages show the unit as it normally looks."""
+    from config.scheduler import WATCHED_JOBS, _beat
 
     with app.app_context():
-        _beat("due_sweep", clock.now, None)
+        for job in WATCHED_JOBS:
+            _beat(job, clock.now, None)
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PORTRAIT], ids=["1280x800", "800x1280"])

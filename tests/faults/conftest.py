@@ -328,7 +328,7 @@ class Server:
     def admit(self, client: requests.Session, name: str, **kw) -> dict:
         """Admit a resident through POST /api/v1/admissions; returns the admission."""
         response = client.post(self.url("/api/v1/admissions"), json=referral(name=name, **kw),
-                               timeout=REQUEST_TIMEOUT)
+                               headers={"Idempotency-Key": new_key()}, timeout=REQUEST_TIMEOUT)
         assert response.status_code == 201, (response.status_code, response.text[:500])
         return response.json()
 

@@ -10,6 +10,7 @@ up, at most to level 3, and are due again one target later), never read from the
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -140,7 +141,8 @@ class Ward:
         return self.clients[username]
 
     def admit(self, username: str, name: str, **kw) -> int:
-        response = self.client(username).post("/api/v1/admissions", json=referral(name=name, **kw))
+        response = self.client(username).post("/api/v1/admissions", json=referral(name=name, **kw),
+                                              headers={"Idempotency-Key": str(uuid.uuid4())})
         assert response.status_code == 201, response.get_json()
         return response.get_json()["id"]
 

@@ -603,7 +603,8 @@ def test_a_retried_refusal_replays_the_same_refusal(ward, prn):
 def test_a_dose_needs_an_idempotency_key(ward, prn):
     admission_id, order_id = prn
     observe(ward.nurse, admission_id, "ciwa-ar", ciwa(12))
-    response = ward.nurse.post(f"/api/v1/orders/{order_id}/administrations", json={"outcome": "given", "dose_mg": 20})
+    response = ward.nurse.post(f"/api/v1/orders/{order_id}/administrations", json={"outcome": "given", "dose_mg": 20},
+                               headers={"Idempotency-Key": ""})
     assert_problem(response, 400, "idempotency-key-missing")
     assert count(ward.app, Administration) == 0
 

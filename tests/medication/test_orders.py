@@ -235,7 +235,8 @@ def test_only_doctors_and_gps_prescribe(ward, role, status):
 
 def test_order_needs_an_idempotency_key(ward):
     admission = ward.admit()
-    response = ward.doctor.post(f"/api/v1/admissions/{admission['id']}/orders", json=fixed(20))
+    response = ward.doctor.post(f"/api/v1/admissions/{admission['id']}/orders", json=fixed(20),
+                                headers={"Idempotency-Key": ""})
     assert_problem(response, 400, "idempotency-key-missing")
 
 

@@ -69,6 +69,23 @@ def test_the_board_runs_a_constant_number_of_queries(app, ward):
     assert many == few, f"{few} statements for 3 residents, {many} for 24 of 30"
 
 
+def test_open_harm_reduction_checklists_add_no_queries_per_resident(app, ward):
+    def self_discharge(n: int) -> None:
+        for i in range(n):
+            admission = ward.admit(name=f"Left {len(ward.admitted):02d}")
+            response = ward.nurse.post(f"/api/v1/admissions/{admission['id']}/discharge",
+                                       json={"discharge_type": "self-discharged"})
+            assert response.status_code == 200
+
+    self_discharge(1)
+    one, html = board_statements(app, ward.nurse)
+    assert html.count("Harm-reduction checklist open for") == 1
+    self_discharge(4)
+    five, html = board_statements(app, ward.nurse)
+    assert html.count("Harm-reduction checklist open for") == 5
+    assert five == one, f"{one} statements with 1 open checklist, {five} with 5"
+
+
 def test_the_monitoring_board_cells_run_a_constant_number_of_queries(app, ward, clock):
     """Scores and due times of every resident: one statement for 3 residents or for 30."""
     from monitoring.pages import board_cells

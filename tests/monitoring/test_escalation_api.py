@@ -192,6 +192,19 @@ def test_acknowledge_twice_and_resolve_after_resolve(wards, clock):
     problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/acknowledge"), 409)
 
 
+@pytest.mark.parametrize("action, body", [("acknowledge", None), ("resolve", {"outcome": "Seen"}),
+                                          ("override", {"reason": "Settled on review"})])
+def test_answering_an_escalation_needs_an_idempotency_key(wards, action, body):
+    ward = wards()
+    admission = ward.admit()
+    escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
+    who = ward.nurse if action == "override" else ward.gp
+    problem(who.post(f"/api/v1/escalations/{escalation['id']}/{action}", json=body,
+                     headers={"Idempotency-Key": ""}), 400, "idempotency-key-missing")
+    after = ward.gp.get(f"/api/v1/escalations/{escalation['id']}").get_json()
+    assert (after["status"], after["acknowledged_at"]) == ("open", None)
+
+
 def test_resolve_needs_an_outcome(wards):
     ward = wards()
     admission = ward.admit()

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from config import scheduler
 from config.extensions import db
-from config.scheduler import Job, SchedulerHeartbeat, jobs, run_job
+from config.scheduler import WATCHED_JOBS, Job, SchedulerHeartbeat, jobs, run_job
 from monitoring.models import MissedObservation
 from tests.monitoring.helpers import ciwa, record
 
@@ -26,6 +26,13 @@ def heartbeat(app, job: str) -> SchedulerHeartbeat | None:
 
 def due_sweep() -> Job:
     return next(job for job in jobs() if job.name == "due_sweep")
+
+
+def alerting_jobs(app) -> None:
+    """Run the jobs that find and send alerts (the sweep, re-escalation, delivery) once."""
+    for job in jobs():
+        if job.name in WATCHED_JOBS:
+            assert run_job(app, job)
 
 
 def test_the_jobs_are_the_due_sweep_every_minute_and_the_key_purge():
@@ -89,7 +96,7 @@ def test_health_is_degraded_when_the_sweep_is_stale_and_ok_after_a_run(app, ward
     assert body["status"] == "degraded" and body["database"] == "ok"
     assert body["scheduler"]["stale"] is True and body["scheduler"]["last_heartbeat_at"] is None
     assert body["scheduler"]["stale_after_minutes"] == 5
-    run_job(app, due_sweep())
+    alerting_jobs(app)
     body = health(nurse)
     assert body["status"] == "ok" and body["scheduler"]["stale"] is False
     clock.advance(minutes=5)
@@ -98,7 +105,24 @@ def test_health_is_degraded_when_the_sweep_is_stale_and_ok_after_a_run(app, ward
     body = health(nurse)
     assert body["status"] == "degraded" and body["scheduler"]["stale"] is True
     run_job(app, due_sweep())
+    assert health(nurse)["scheduler"]["stale_jobs"] == ["re_escalate", "deliver_notifications"]
+    alerting_jobs(app)
     assert health(nurse)["status"] == "ok"
+
+
+@pytest.mark.parametrize("stopped", WATCHED_JOBS)
+def test_any_alerting_job_that_stops_succeeding_degrades_health(app, ward, clock, stopped):
+    alerting_jobs(app)
+    clock.advance(minutes=6)
+    for job in jobs():
+        if job.name in WATCHED_JOBS and job.name != stopped:
+            assert run_job(app, job)
+    failing = next(job for job in jobs() if job.name == stopped)
+    assert run_job(app, Job(stopped, failing.seconds, lambda at: 1 / 0)) is False  # runs, fails
+    body = health(ward.nurse)
+    assert body["status"] == "degraded" and body["scheduler"]["stale_jobs"] == [stopped]
+    assert body["scheduler"]["jobs"][stopped] is not None  # it ran once, then stopped succeeding
+    assert STALE in ward.nurse.get("/").get_data(as_text=True)
 
 
 def test_other_jobs_do_not_count_as_the_sweep(app, ward, clock):
@@ -118,7 +142,7 @@ def test_every_page_shows_a_banner_while_the_sweep_is_stale(app, ward, clock):
     for page in pages:
         html = ward.nurse.get(page).get_data(as_text=True)
         assert STALE in html and "NOT being checked" in html, page
-    run_job(app, due_sweep())
+    alerting_jobs(app)
     for page in pages:
         assert STALE not in ward.nurse.get(page).get_data(as_text=True), page
     clock.advance(minutes=6)

@@ -1,6 +1,7 @@
 """Admissions: admit, read, list, discharge, and the harm-reduction checklist after self-discharge."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import pytest
@@ -250,3 +251,68 @@ def test_date_of_birth_rules(app, nurse):
         body = assert_problem(nurse.post("/api/v1/admissions", json=referral(dob=dob)), 422)
         assert "date_of_birth" in body["errors"]["resident"]
         assert writes_between(before, row_counts(app)) == {}
+
+
+# Issue 3: an Idempotency-Key is required on every clinical write; a tablet's retry of an
+# admission (same key, same body) must never admit the same person twice.
+@pytest.mark.parametrize("write", ["admit", "discharge", "harm-reduction"])
+def test_admission_writes_need_an_idempotency_key(app, nurse, admit, write):
+    admission = admit(nurse, name="Keyed Example")
+    nurse.post(f"/api/v1/admissions/{admission['id']}/discharge", json={"discharge_type": "self-discharged"})
+    url, body = {"admit": ("/api/v1/admissions", referral(name="Another Example")),
+                 "discharge": (f"/api/v1/admissions/{admission['id']}/discharge", {"discharge_type": "completed"}),
+                 "harm-reduction": (f"/api/v1/admissions/{admission['id']}/harm-reduction",
+                                    {"naloxone_offered": True})}[write]
+    before = row_counts(app)
+    assert_problem(nurse.post(url, json=body, headers={"Idempotency-Key": ""}), 400, "idempotency-key-missing")
+    assert writes_between(before, row_counts(app)) == {}
+
+
+def test_a_retried_admission_admits_once(app, nurse):
+    body = referral(name="Retry Example")  # no NHS number: nothing else would catch the copy
+    first = nurse.post("/api/v1/admissions", json=body, headers={"Idempotency-Key": "tablet-1"})
+    again = nurse.post("/api/v1/admissions", json=body, headers={"Idempotency-Key": "tablet-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    names = [a["resident"]["name"] for a in nurse.get("/api/v1/admissions?status=active").get_json()]
+    assert names.count("Retry Example") == 1
+    other = nurse.post("/api/v1/admissions", json=referral(name="Other Example"),
+                       headers={"Idempotency-Key": "tablet-1"})
+    assert_problem(other, 422, "idempotency-key-reused")
+
+
+def _admit_form(client, name: str, key: str) -> dict:
+    from tests.unit.helpers import csrf_token
+
+    return {"csrf_token": csrf_token(client), "idempotency_key": key, "name": name,
+            "date_of_birth": "1970-01-01", "substances": "alcohol", "sadq": "12", "audit": "20",
+            "units_per_day": "10"}
+
+
+def test_a_double_tapped_admission_form_admits_once(app, nurse):
+    form = _admit_form(nurse, "Double Tap", "form-key-1")
+    first = nurse.post("/admissions/new", data=form)
+    again = nurse.post("/admissions/new", data=form)
+    assert first.status_code == again.status_code == 302
+    assert again.location == first.location  # the same resident page
+    assert again.headers["Idempotent-Replayed"] == "true"
+    names = [a["resident"]["name"] for a in nurse.get("/api/v1/admissions?status=active").get_json()]
+    assert names.count("Double Tap") == 1
+    # The page hands out a fresh key each time it is shown.
+    keys = {re.search(r'name="idempotency_key" value="([^"]+)"', nurse.get("/admissions/new")
+                      .get_data(as_text=True)).group(1) for _ in range(2)}
+    assert len(keys) == 2
+
+
+def test_discharge_from_the_page_needs_the_confirmation_ticked(app, nurse, admit):
+    from tests.unit.helpers import csrf_token
+
+    admission = admit(nurse, name="Confirm Example")
+    url = f"/admissions/{admission['id']}/discharge"
+    form = {"csrf_token": csrf_token(nurse), "discharge_type": "completed"}
+    response = nurse.post(url, data=form, follow_redirects=True)
+    assert "tick the box to confirm" in response.get_data(as_text=True)
+    assert nurse.get(f"/api/v1/admissions/{admission['id']}").get_json()["status"] == "active"
+    nurse.post(url, data={**form, "confirm": "yes"})
+    assert nurse.get(f"/api/v1/admissions/{admission['id']}").get_json()["status"] == "discharged"

@@ -48,7 +48,9 @@ def test_a_monitored_unit_declines_each_criterion_and_keeps_the_referral(app, te
     assert body["recommended_reasons"]
 
     # The refusal is a record: the referral (declined) and its audit event; nothing else.
-    assert writes_between(before, row_counts(app)) == {"referrals": 1, "audit_events": 1}
+    # The refusal is kept, and so is its Idempotency-Key: a retry replays the same decline.
+    assert writes_between(before, row_counts(app)) == {"referrals": 1, "audit_events": 1,
+                                                       "idempotency_keys": 1}
     [kept] = referrals(app, staff.code)
     assert kept.id == body["referral_id"]
     assert kept.decision == "declined"

@@ -89,7 +89,7 @@ def test_page_forms_cannot_act_on_another_units_admission(app, two_units):
     token = csrf_token(client)
     before = row_counts(app)
     client.post(f"/admissions/{two_units['active']}/discharge",
-                data={"csrf_token": token, "discharge_type": "completed"})
+                data={"csrf_token": token, "discharge_type": "completed", "confirm": "yes"})
     client.post(f"/admissions/{two_units['left']}/harm-reduction",
                 data={"csrf_token": token, "tolerance_explained": "yes"})
     assert writes_between(before, row_counts(app)) == {}

@@ -224,7 +224,7 @@ def prepare(scene: Scene, method: str, rule: str, role: str | None):
             form.update(name=f"Form {role}", date_of_birth="1975-03-02", substances="alcohol",
                         sadq="12", audit="20", units_per_day="10")
         elif rule.endswith("/discharge"):
-            form.update(discharge_type="completed")
+            form.update(discharge_type="completed", confirm="yes")
         elif rule.endswith("/harm-reduction"):
             form.update(tolerance_explained="yes")
         return lambda: client.post(path, data=form)
