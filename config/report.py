@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -60,7 +61,7 @@ def build_report(actor: Staff, start: datetime, end: datetime, now: datetime) ->
         "admissions": admissions_section(unit, start, end),
         "observations": observations_section(unit, start, end, zone),
         "escalations": escalations_section(unit, start, end, history, now),
-        "medication": medication_section(unit, start, end),
+        "medication": medication_section(unit, start, end, now),
         "audit_chain": {"verified": chain.verified, "events": chain.events,
                         "broken_at_seq": chain.broken_at_seq, "problem": chain.problem,
                         "checked_from_seq": chain.checked_from_seq,
@@ -88,6 +89,11 @@ def tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]
         "declined_referrals": (["referral_id", "resident", "decided_at", "criteria", "recommended_setting"],
                                [[d["referral_id"], d["resident"], d["decided_at"], "; ".join(d["criteria"]),
                                  d["recommended_setting"]] for d in adm["declined_referrals"]]),
+        "high_risk_admissions": (["admission_id", "referral_id", "resident", "decided_at", "unit_model", "criteria",
+                                  "recommended_setting"],
+                                 [[h["admission_id"], h["referral_id"], h["resident"], h["decided_at"], h["unit_model"],
+                                   "; ".join(h["criteria"]), h["recommended_setting"]]
+                                  for h in adm["high_risk_admissions"]]),
         "observations_by_scale": (["scale", *figures], [[s, *[f[k] for k in figures]] for s, f in obs["by_scale"].items()]),
         "observations_by_resident": (["admission_id", "resident", *figures],
                                      [[r["admission_id"], r["resident"], *[r[k] for k in figures]] for r in obs["by_resident"]]),
@@ -112,6 +118,11 @@ def tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]
         "prn_per_resident": (["admission_id", "resident", "drug", "doses", "mg"],
                              [[p["admission_id"], p["resident"], p["drug"], p["doses"], p["mg"]] for p in med["prn_per_resident"]]),
         "safety_refusals": (["check", "count"], [[k, v] for k, v in med["safety_refusals"].items()]),
+        "uncountersigned_phone_orders": (["order_id", "resident", "drug", "prescriber", "ordered_at", "deadline",
+                                          "countersigned_at"],
+                                         [[o["order_id"], o["resident"], o["drug"], o["prescriber"], o["ordered_at"],
+                                           o["deadline"], o["countersigned_at"]]
+                                          for o in med["uncountersigned_phone_orders"]]),
         "cd_register": (["drug", "opening_mg", "received_mg", "administered_mg", "emar_given_mg", "closing_mg",
                          "register_matches_emar", "discrepancies"],
                         [[r["drug"], r["opening_mg"], r["received_mg"], r["administered_mg"], r["emar_given_mg"],
@@ -137,46 +148,114 @@ def to_zip(report: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def to_pdf(report: dict[str, Any]) -> bytes:
-    """The whole report as one PDF; the first page names the unit, period, time and chain result."""
+TITLES = {"prn_per_resident": "PRN doses per resident", "cd_register": "Controlled-drug register",
+          "high_risk_admissions": "High-risk admissions (criteria met, admitted)",
+          "declined_referrals": "Declined referrals (criteria met)",
+          "uncountersigned_phone_orders": "Phone orders not countersigned in time",
+          "worst_late_observations": "Late observations, worst first"}
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")
+_MAX_PDF_ROWS = 200
+
+
+def _local(value: str | None, zone: ZoneInfo) -> str:
+    """An ISO timestamp as a short local time ("3 Mar 2025 14:30"); other text unchanged."""
+    if not value or not _ISO.match(value):
+        return "" if value is None else value
+    when = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone)
+    return f"{when.day} {when:%b %Y %H:%M}"
+
+
+def _col_widths(header: list[str], rows: list[list[str]]) -> tuple[float, ...]:
+    # Each column as wide as its longest word of heading or longest cell (within bounds), so
+    # that headings wrap between words and timestamps stay on one line.
+    widths = []
+    for i, title in enumerate(header):
+        longest_word = max(len(word) for word in title.split())
+        longest_cell = max((len(row[i]) for row in rows[:_MAX_PDF_ROWS]), default=0)
+        widths.append(min(max(longest_word + 1, longest_cell, 4), 48))
+    return tuple(widths)
+
+
+def _new_pdf(footer_text: str):
+    """An A4 fpdf2 document whose footer names the unit, the period and the page."""
     from fpdf import FPDF
 
-    pdf = FPDF(orientation="P", unit="mm", format="A4")
-    pdf.set_auto_page_break(auto=True, margin=15)
+    class ReportPDF(FPDF):
+        def footer(self) -> None:
+            self.set_y(-12)
+            self.set_font("Helvetica", "", 8)
+            self.set_text_color(90, 90, 90)
+            self.cell(0, 6, _latin(f"{footer_text} - page {self.page_no()} of {{nb}}"), align="C")
+            self.set_text_color(0, 0, 0)
+
+    return ReportPDF(orientation="P", unit="mm", format="A4")
+
+
+def to_pdf(report: dict[str, Any]) -> bytes:
+    """The whole report as one PDF; the first page names the unit, period, time and chain result."""
+    unit, period, chain = report["unit"], report["period"], report["audit_chain"]
+    zone = ZoneInfo(period.get("timezone") or "UTC")
+    span = f"{_local(period['from'], zone)} to {_local(period['to'], zone)} ({zone})"
+    pdf = _new_pdf(f"Unit-model report, {unit['name']} ({unit['code']}), {span}")
+    pdf.set_auto_page_break(auto=True, margin=18)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 18)
     pdf.cell(0, 10, _latin("Unit-model report for inspection"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 11)
-    unit, period, chain = report["unit"], report["period"], report["audit_chain"]
+    pdf.ln(2)
     current = report["model_history"][-1]["model"] if report["model_history"] else "unknown"
-    lines = [
-        f"Unit: {unit['name']} ({unit['code']})",
-        f"Period: {period['from']} to {period['to']}",
-        f"Generated: {period['generated_at']} by {period['generated_by']}",
-        f"Declared model at the end of the period: {current.replace('_', ' ')}",
-        "Audit chain: " + (f"VERIFIED ({chain['events']} events)" if chain["verified"]
-                           else f"BROKEN at event {chain['broken_at_seq']}: {chain['problem']}"),
-        (f"  (events 1-{chain['checked_from_seq'] - 1} fully verified at {chain['full_verification_at']}; "
-         f"{chain['checked_from_seq']} onward verified now)" if chain.get("full_verification_at")
-         else "  (every event verified now)"),
+    facts = [
+        ("Unit", f"{unit['name']} ({unit['code']})"),
+        ("Period", f"{span}; 'to' is the end, not included"),
+        ("Generated", f"{_local(period['generated_at'], zone)} ({zone}) by {period['generated_by']}"),
+        ("Declared model", f"at the end of the period: {current.replace('_', ' ')}"),
     ]
-    for line in lines:
-        pdf.multi_cell(0, 7, _latin(line), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
+    for label, text in facts:
+        pdf.set_font("Helvetica", "B", 11)
+        pdf.cell(38, 7, _latin(label + ":"))
+        pdf.set_font("Helvetica", "", 11)
+        pdf.multi_cell(0, 7, _latin(text), new_x="LMARGIN", new_y="NEXT")
+    # The chain's result stands out: an inspector must not miss a broken chain.
+    pdf.ln(2)
+    pdf.set_font("Helvetica", "B", 12)
+    if chain["verified"]:
+        pdf.set_text_color(0, 110, 40)
+        result = f"Audit chain: VERIFIED ({chain['events']} events)"
+    else:
+        pdf.set_text_color(180, 0, 0)
+        result = f"Audit chain: NOT VERIFIED - broken at event {chain['broken_at_seq']}: {chain['problem']}"
+    pdf.multi_cell(0, 7, _latin(result), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0, 0, 0)
+    pdf.set_font("Helvetica", "", 9)
+    if chain.get("full_verification_at"):
+        detail = (f"Events 1-{chain['checked_from_seq'] - 1} were verified in full at "
+                  f"{_local(chain['full_verification_at'], zone)}; events from {chain['checked_from_seq']} "
+                  "on, and the link to them, were verified for this report.")
+    else:
+        detail = "Every event was verified for this report."
+    pdf.multi_cell(0, 5, _latin(detail), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
     for name, (header, rows) in tables(report).items():
+        # A heading is never left alone at the foot of a page.
+        if pdf.get_y() > pdf.h - 45:
+            pdf.add_page()
         pdf.set_font("Helvetica", "B", 12)
-        pdf.cell(0, 8, _latin(name.replace("_", " ").capitalize()), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 8, _latin(TITLES.get(name, name.replace("_", " ").capitalize())), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 8)
         if not rows:
             pdf.cell(0, 6, "None.", new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(2)
             continue
-        with pdf.table(text_align="LEFT", line_height=4.5) as table:
-            table.row([_latin(h) for h in header])
-            for row in rows[:200]:
-                table.row([_latin("" if v is None else str(v)) for v in row])
-        if len(rows) > 200:
-            pdf.cell(0, 6, f"... {len(rows) - 200} more rows in the CSV export.", new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(2)
+        titles = [_latin(h.replace("_", " ")) for h in header]
+        cells = [[_latin(_local(v, zone) if isinstance(v, str) else ("" if v is None else str(v))) for v in row]
+                 for row in rows[:_MAX_PDF_ROWS]]
+        with pdf.table(text_align="LEFT", line_height=4.5, col_widths=_col_widths(titles, cells)) as table:
+            table.row(titles)
+            for row in cells:
+                table.row(row)
+        if len(rows) > _MAX_PDF_ROWS:
+            pdf.cell(0, 6, f"... {len(rows) - _MAX_PDF_ROWS} more rows in the CSV export.",
+                     new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(3)
     return bytes(pdf.output())
 
 

@@ -5,15 +5,17 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from config.extensions import db
 from medication.drugs import DRUGS
 from medication.models import Administration, CDRegisterEntry, MedicationOrder, SafetyRefusal
-from unit.models import Admission, Resident, Unit
+from unit.models import Admission, Resident, Staff, Unit
 
 
-def medication_section(unit: Unit, start: datetime, end: datetime) -> dict:
-    """Doses by outcome, PRN use per resident, safety refusals, register reconciliation."""
+def medication_section(unit: Unit, start: datetime, end: datetime, now: datetime | None = None) -> dict:
+    """Doses by outcome, PRN use per resident, safety refusals, register reconciliation, and
+    phone orders not countersigned by their deadline."""
     in_period = [Administration.unit_id == unit.id, Administration.given_at >= start, Administration.given_at < end]
     outcomes = {o: 0 for o in ("given", "refused", "withheld", "omitted")}
     outcomes.update(dict(db.session.execute(select(Administration.outcome, sa.func.count())
@@ -56,6 +58,30 @@ def medication_section(unit: Unit, start: datetime, end: datetime) -> dict:
                          "register_matches_emar": abs(given - eMAR_given) < 1e-6,
                          "entries": len(period), "negative_balance": entries[-1].balance_mg < 0,
                          "discrepancies": discrepancies})
-    return {"doses": outcomes, "by_drug": by_drug, "prn_per_resident": prn,
+    return {"doses": outcomes, "uncountersigned_phone_orders": uncountersigned_phone_orders(unit, start, end, now), "by_drug": by_drug, "prn_per_resident": prn,
             "safety_refusals": dict(sorted(refusals.items())), "safety_refusals_total": sum(refusals.values()),
             "cd_register": register}
+
+
+def uncountersigned_phone_orders(unit: Unit, start: datetime, end: datetime, now: datetime | None) -> list[dict]:
+    """Phone orders whose countersign deadline (default 24 h) fell in the period, had passed by
+    ``now``, and found no countersignature by then: still unsigned (``countersigned_at`` null) or
+    signed late. Issue 5: such orders are "listed in the audit"."""
+    until = min(end, now) if now is not None else end
+    if until <= start:
+        return []
+    prescriber = aliased(Staff)
+    rows = db.session.execute(
+        select(MedicationOrder, Resident.name, prescriber.username)
+        .join(Admission, Admission.id == MedicationOrder.admission_id).join(Resident)
+        .join(prescriber, prescriber.id == MedicationOrder.prescriber_id)
+        .where(MedicationOrder.unit_id == unit.id, MedicationOrder.phone_order.is_(True),
+               MedicationOrder.countersign_due_at >= start, MedicationOrder.countersign_due_at < until,
+               sa.or_(MedicationOrder.countersigned_at.is_(None),
+                      MedicationOrder.countersigned_at > MedicationOrder.countersign_due_at))
+        .order_by(MedicationOrder.countersign_due_at, MedicationOrder.id)).all()
+    return [{"order_id": o.id, "admission_id": o.admission_id, "resident": name, "drug": o.drug,
+             "prescriber": username, "ordered_at": o.created_at.isoformat(),
+             "deadline": o.countersign_due_at.isoformat(),
+             "countersigned_at": o.countersigned_at.isoformat() if o.countersigned_at else None}
+            for o, name, username in rows]

@@ -136,7 +136,7 @@ def escalations_section(unit: Unit, start: datetime, end: datetime, model_histor
     rows = db.session.execute(select(
         Escalation.id, Escalation.admission_id, Escalation.trigger, Escalation.severity, Escalation.route,
         Escalation.unit_model, Escalation.raised_at, Escalation.acknowledged_at, Escalation.target_minutes,
-        Escalation.overridden, Escalation.status, Escalation.reason)
+        Escalation.overridden, Escalation.status, Escalation.reason, Escalation.resolved_at)
         .where(Escalation.unit_id == unit.id, Escalation.raised_at >= start, Escalation.raised_at < end)
         .order_by(Escalation.raised_at)).all()
     re_escalated = dict(db.session.execute(
@@ -155,7 +155,11 @@ def escalations_section(unit: Unit, start: datetime, end: datetime, model_histor
         ack = (row.acknowledged_at - row.raised_at).total_seconds() / 60 if row.acknowledged_at else None
         if ack is not None:
             minutes.append(ack)
-        waited = ack if ack is not None else (min(now, end) - row.raised_at).total_seconds() / 60
+        # The clock stops at the acknowledgement, or at the close of one never acknowledged (a
+        # nurse's override); one still open has waited until now (or the end of the period).
+        closed = row.resolved_at if row.resolved_at is not None and row.resolved_at < end else None
+        waited = ack if ack is not None else (
+            ((closed or min(now, end)) - row.raised_at).total_seconds() / 60)
         if waited > row.target_minutes:
             breaches.append({"id": row.id, "admission_id": row.admission_id, "severity": row.severity,
                              "reason": row.reason, "raised_at": row.raised_at.isoformat(),

@@ -113,20 +113,25 @@ def verify_chain(unit: Unit, *, from_checkpoint: bool = False) -> ChainReport:
     """
     prev_hash, expected_seq = GENESIS_HASH, 1
     checkpoint = db.session.get(AuditCheckpoint, unit.id) if from_checkpoint else None
+    # The JSON columns are read as their stored text (canonical_json), not parsed.
+    columns = [c for c in AuditEvent.__table__.c if c.name not in ("before", "after")]
+    texts = (sa.cast(AuditEvent.before, sa.Text).label("before_text"),
+             sa.cast(AuditEvent.after, sa.Text).label("after_text"))
     if checkpoint is not None:
-        stored = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.unit_id == unit.id,
-                                                                 AuditEvent.seq == checkpoint.seq))
-        if stored != checkpoint.hash:
+        # The checkpoint's own event is checked in full: its stored hash against the one the
+        # full verification saw, and its content against that hash (an edit that left the
+        # hash column alone must not pass).
+        stored = db.session.execute(select(*columns, *texts).where(
+            AuditEvent.unit_id == unit.id, AuditEvent.seq == checkpoint.seq)).first()
+        if stored is None or stored.hash != checkpoint.hash or _content_hash(
+                stored, stored.before_text or "null", stored.after_text or "null") != stored.hash:
             return ChainReport(unit.code, checkpoint.seq, False, checkpoint.seq,
                                "the event at the last full verification has changed",
                                full_verification_at=checkpoint.verified_at)
         prev_hash, expected_seq = checkpoint.hash, checkpoint.seq + 1
     first_seq, count = expected_seq, expected_seq - 1
-    # The JSON columns are read as their stored text (canonical_json), not parsed.
-    columns = [c for c in AuditEvent.__table__.c if c.name not in ("before", "after")]
     stream = db.session.execute(
-        select(*columns, sa.cast(AuditEvent.before, sa.Text).label("before_text"),
-               sa.cast(AuditEvent.after, sa.Text).label("after_text"))
+        select(*columns, *texts)
         .where(AuditEvent.unit_id == unit.id, AuditEvent.seq >= first_seq)
         .order_by(AuditEvent.seq).execution_options(yield_per=5000)
     )

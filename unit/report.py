@@ -40,6 +40,8 @@ def admissions_section(unit: Unit, start: datetime, end: datetime) -> dict:
                                           Admission.discharged_at >= start, Admission.discharged_at < end)).all()
     discharges = Counter(t for (t,) in db.session.execute(select(Admission.discharge_type).where(
         Admission.unit_id == unit.id, Admission.discharged_at >= start, Admission.discharged_at < end)))
+    admitted_ids = dict(db.session.execute(select(Admission.referral_id, Admission.id).where(
+        Admission.referral_id.in_([r.id for r in referrals if r.decision == "admitted" and r.reasons]))).all())
     return {
         "admitted": sum(1 for r in referrals if r.decision == "admitted"),
         "declined": len(declined),
@@ -47,9 +49,18 @@ def admissions_section(unit: Unit, start: datetime, end: datetime) -> dict:
         "high_risk_admitted": sum(1 for r in referrals if r.decision == "admitted" and r.reasons),
         "admitted_meeting_decline_criteria_while_monitored": exceptions,
         "declined_referrals": [{"referral_id": r.id, "resident": r.resident_snapshot["name"],
-                                "decided_at": r.decided_at.isoformat(),
+                                "decided_at": r.decided_at.isoformat(), "unit_model": r.unit_model,
                                 "criteria": [c["criterion"] for c in r.reasons],
+                                "criteria_codes": [c["code"] for c in r.reasons],
                                 "recommended_setting": r.recommended_setting} for r in declined],
+        # Admitted although a decline criterion was met (a medically managed unit may): each
+        # with the criteria, so an inspector sees what the unit took on and under which model.
+        "high_risk_admissions": [{"admission_id": admitted_ids.get(r.id), "referral_id": r.id,
+                                  "resident": r.resident_snapshot["name"], "decided_at": r.decided_at.isoformat(),
+                                  "unit_model": r.unit_model, "criteria": [c["criterion"] for c in r.reasons],
+                                  "criteria_codes": [c["code"] for c in r.reasons],
+                                  "recommended_setting": r.recommended_setting}
+                                 for r in referrals if r.decision == "admitted" and r.reasons],
         "transferred_out": [{"admission_id": a.id, "resident": name, "at": a.discharged_at.isoformat(),
                              "why": a.discharge_note} for a, name in transfers],
         "discharges": dict(discharges),

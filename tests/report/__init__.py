@@ -1,0 +1,1 @@
+"""Tests of the unit-model report for inspectors and the audit log."""
