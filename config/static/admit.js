@@ -36,7 +36,17 @@
     return node;
   }
 
+  // After a live decline the button says what pressing it will do: the server declines again
+  // and keeps the referral for the audit; nobody is admitted.
+  function label(declined) {
+    const button = document.getElementById("admit-submit");
+    button.textContent = declined ? "Record declined referral" : "Admit";
+    button.classList.toggle("danger", declined);
+    button.classList.toggle("primary", !declined);
+  }
+
   function show(result) {
+    label(result.decision === "declined");
     box.replaceChildren(el("h2", "Competence check"));
     box.classList.remove("declined", "admit", "flagged");
     if (result.decision === "declined") {
@@ -92,7 +102,8 @@
   form.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(check, 50); });
   form.addEventListener("submit", () => {
     const button = document.getElementById("admit-submit");
-    setTimeout(() => { button.disabled = true; button.textContent = "Admitting…"; }, 0);
+    const declining = button.textContent !== "Admit";
+    setTimeout(() => { button.disabled = true; button.textContent = declining ? "Recording…" : "Admitting…"; }, 0);
   });
   check();
 })();

@@ -80,6 +80,8 @@ def test_monitored_unit_declines_sadq_over_30(viewport, new_page, make_unit, mak
     expect(competence).to_contain_text("This unit must decline")
     expect(competence).to_contain_text("SADQ over 30")
     expect(competence).to_contain_text("Recommended setting: Residential, medically managed")
+    # The button says what it will do now: nobody is admitted, the referral is kept.
+    expect(page.locator("#admit-submit")).to_have_text("Record declined referral")
     screenshot(page, "form-checked")
 
     page.click("#admit-submit")
