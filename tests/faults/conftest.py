@@ -42,12 +42,6 @@ STAFF = {
 }
 MODELS = {UNIT_A: "managed", UNIT_B: "monitored"}
 
-CIWA_KEYS = ("nausea_vomiting", "tremor", "paroxysmal_sweats", "anxiety", "agitation",
-             "tactile_disturbances", "auditory_disturbances", "visual_disturbances", "headache",
-             "orientation")
-# CLINICAL.md s1 worked check: NEWS2 0 (respiration 18, SpO2 97 on air, BP 128, pulse 88, alert).
-NEWS2_ZERO = {"respiration_rate": 18, "spo2": 97, "spo2_scale": 1, "supplemental_oxygen": False,
-              "systolic_bp": 128, "pulse": 88, "consciousness": "A", "temperature": 37.2}
 
 # Runs in its own process: the CLI commands themselves (``unit create``, ``user create`` with
 # NEW_PASSWORD), through click's runner so that seeding costs one interpreter, not fifteen.
@@ -55,6 +49,7 @@ NEWS2_ZERO = {"respiration_rate": 18, "spo2": 97, "spo2_scale": 1, "supplemental
 _SEED_SCRIPT = r"""
 import json, sys
 from wsgi import app
+from tests.items import CIWA_KEYS, NEWS2_ZERO, ciwa  # noqa: F401 (re-exported)
 app.config["ARGON2_CHEAP"] = True
 spec = json.loads(sys.argv[1])
 runner = app.test_cli_runner()
@@ -69,16 +64,6 @@ for code, model in spec["models"].items():
         assert result.exit_code == 0, result.output
 print("seeded")
 """
-
-
-def ciwa(total: int) -> dict[str, int]:
-    """CIWA-Ar items adding up to ``total`` (0-67), filled 7 at a time (orientation last, 0-4)."""
-    assert 0 <= total <= 67
-    items, left = {}, total
-    for name in CIWA_KEYS:
-        items[name] = min(4 if name == "orientation" else 7, left)
-        left -= items[name]
-    return items
 
 
 def new_key() -> str:

@@ -12,24 +12,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from config.extensions import db
-
-CIWA_KEYS = ("nausea_vomiting", "tremor", "paroxysmal_sweats", "anxiety", "agitation",
-             "tactile_disturbances", "auditory_disturbances", "visual_disturbances", "headache",
-             "orientation")
-
-# CLINICAL.md s1 worked check: NEWS2 0 (respiration 18, SpO2 97 on air, BP 128, pulse 88, alert).
-NEWS2_CALM = {"respiration_rate": 18, "spo2": 97, "spo2_scale": 1, "supplemental_oxygen": False,
-              "systolic_bp": 128, "pulse": 88, "consciousness": "A", "temperature": 37.2}
-
-
-def ciwa(total: int) -> dict[str, int]:
-    """CIWA-Ar items adding up to ``total`` (filled 7 at a time; orientation last, 0-4)."""
-    items, left = {}, total
-    for name in CIWA_KEYS:
-        items[name] = min(4 if name == "orientation" else 7, left)
-        left -= items[name]
-    assert left == 0
-    return items
+from tests.items import CIWA_KEYS, NEWS2_ZERO, ciwa  # noqa: F401 (re-exported)
+NEWS2_CALM = NEWS2_ZERO
 
 
 def cows(total: int) -> dict[str, int]:

@@ -15,25 +15,11 @@ from email import message_from_bytes
 import sqlalchemy as sa
 
 from config.extensions import db
+from tests.items import CIWA_KEYS, ciwa  # noqa: F401 (re-exported)
 
 ROLES = ("nurse", "doctor", "gp", "manager", "inspector")
 
 # --- item sets ------------------------------------------------------------------------------
-
-CIWA_KEYS = ("nausea_vomiting", "tremor", "paroxysmal_sweats", "anxiety", "agitation",
-             "tactile_disturbances", "auditory_disturbances", "visual_disturbances", "headache",
-             "orientation")
-
-
-def ciwa(total: int) -> dict[str, int]:
-    """CIWA-Ar items adding up to ``total`` (0-67): filled 7 at a time, orientation (0-4) last."""
-    assert 0 <= total <= 67
-    items, left = {}, total
-    for key in CIWA_KEYS:
-        items[key] = min(4 if key == "orientation" else 7, left)
-        left -= items[key]
-    assert left == 0
-    return items
 
 
 # CLINICAL.md s1: COWS items and their only allowed values.

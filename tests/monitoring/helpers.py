@@ -12,22 +12,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from config.extensions import db
-
-CIWA_KEYS = ("nausea_vomiting", "tremor", "paroxysmal_sweats", "anxiety", "agitation",
-             "tactile_disturbances", "auditory_disturbances", "visual_disturbances", "headache",
-             "orientation")
-
-
-def ciwa(total: int) -> dict[str, int]:
-    """CIWA-Ar items adding up to ``total`` (0-67), filled 7 at a time (orientation last, 0-4)."""
-    assert 0 <= total <= 67
-    items, left = {}, total
-    for key in CIWA_KEYS:
-        cap = 4 if key == "orientation" else 7
-        items[key] = min(cap, left)
-        left -= items[key]
-    assert left == 0
-    return items
+from tests.items import CIWA_KEYS, ciwa  # noqa: F401 (re-exported)
 
 
 COWS_KEYS = ("resting_pulse", "sweating", "restlessness", "pupil_size", "bone_joint_aches",

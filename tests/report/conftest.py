@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from config.extensions import db
 from tests.conftest import PASSWORD, FakeClock, referral
+from tests.items import CIWA_KEYS, NEWS2_ZERO, ciwa  # noqa: F401 (re-exported)
 
 UTC = timezone.utc
 # Sunday 2 March 2025, 12:00 UTC. London is on GMT until 30 March, so local days are UTC days
@@ -31,23 +32,6 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 ROLES = ("nurse", "nurse2", "doctor", "gp", "manager", "inspector")
-
-CIWA_KEYS = ("nausea_vomiting", "tremor", "paroxysmal_sweats", "anxiety", "agitation",
-             "tactile_disturbances", "auditory_disturbances", "visual_disturbances", "headache",
-             "orientation")
-# CLINICAL.md s1 worked check: NEWS2 0.
-NEWS2_ZERO = {"respiration_rate": 18, "spo2": 97, "spo2_scale": 1, "supplemental_oxygen": False,
-              "systolic_bp": 128, "pulse": 88, "consciousness": "A", "temperature": 37.2}
-
-
-def ciwa(total: int) -> dict[str, int]:
-    """CIWA-Ar items adding up to ``total`` (filled 7 at a time; orientation last, 0-4)."""
-    items, left = {}, total
-    for name in CIWA_KEYS:
-        items[name] = min(4 if name == "orientation" else 7, left)
-        left -= items[name]
-    assert left == 0
-    return items
 
 
 def iso(when: datetime) -> str:
