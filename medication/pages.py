@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from config.extensions import db
 from config.idempotency import fingerprint_of, run_once
 from medication import services
 from medication.drugs import DRUGS
-from medication.models import REASON_CODES, Administration, MedicationOrder
+from medication.models import REASON_CODES, Administration, CDRegisterEntry, MedicationOrder
 from monitoring.charts import Marker
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, current_staff, roles_required
 from unit.models import Admission
@@ -130,4 +131,20 @@ def queue_doses(admission_ids: list[int], at: datetime) -> dict[int, Markup]:
             for admission_id, doses in recent.items()}
 
 
-MEDICATION_SECTIONS = BoardExtension(sections=resident_sections)
+def discrepancy_alerts(unit_id: int, at: datetime) -> list[Markup]:
+    """A stock count that did not match the register stays on the board until a witnessed
+    correction (or a later count that matches) is recorded: e-mail alone may reach nobody."""
+    latest = (select(CDRegisterEntry.drug, sa.func.max(CDRegisterEntry.seq).label("seq"))
+              .where(CDRegisterEntry.unit_id == unit_id,
+                     CDRegisterEntry.kind.in_(("stock_check", "correction")))
+              .group_by(CDRegisterEntry.drug).subquery())
+    rows = db.session.scalars(select(CDRegisterEntry).join(
+        latest, sa.and_(CDRegisterEntry.drug == latest.c.drug, CDRegisterEntry.seq == latest.c.seq))
+        .where(CDRegisterEntry.unit_id == unit_id, CDRegisterEntry.kind == "stock_check")
+        .order_by(CDRegisterEntry.drug))
+    return [Markup(render_template("medication/_discrepancy.html", entry=entry, drug=DRUGS[entry.drug]))
+            for entry in rows if entry.counted_mg is not None
+            and abs(entry.counted_mg - entry.balance_mg) > 1e-6]
+
+
+MEDICATION_SECTIONS = BoardExtension(sections=resident_sections, alerts=discrepancy_alerts)

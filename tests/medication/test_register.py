@@ -262,3 +262,27 @@ def test_register_page_lists_entries_for_inspectors(ward):
     text = page.get_data(as_text=True)
     assert "Controlled-drug register: Buprenorphine" in text and "Schedule 3" in text
     assert "Alliance Healthcare GRN 12" in text and "Balance 56 mg" in text
+
+
+DISCREPANCY = 'data-testid="cd-discrepancy"'
+
+
+def test_a_discrepancy_stays_on_the_board_until_a_witnessed_correction(ward):
+    """E-mail alone may reach nobody (no manager, a mail outage): the board shows it to all."""
+    receive(ward, "methadone", 500)
+    assert stock_check(ward.nurse, "methadone", {"counted_mg": 500, "witness": ward.witness()}).status_code == 201
+    assert DISCREPANCY not in ward.nurse.get("/").get_data(as_text=True)
+    short = stock_check(ward.nurse, "methadone", {"counted_mg": 470, "witness": ward.witness()}).get_json()
+    board = ward.nurse.get("/").get_data(as_text=True)
+    assert board.count(DISCREPANCY) == 1
+    assert "Methadone counted 470 mg" in board and "register balance 500 mg" in board
+    assert DISCREPANCY in ward.doctor.get("/").get_data(as_text=True)  # every role sees it
+    fixed = entry(ward.nurse, "methadone", {"kind": "correction", "amount_mg": -30, "witness": ward.witness(),
+                                            "corrects_id": short["id"], "note": "Spillage found on review"})
+    assert fixed.status_code == 201, fixed.get_json()
+    assert DISCREPANCY not in ward.nurse.get("/").get_data(as_text=True)
+    # A later count that does not match raises it again; one that matches clears it.
+    stock_check(ward.nurse, "methadone", {"counted_mg": 460, "witness": ward.witness()})
+    assert DISCREPANCY in ward.nurse.get("/").get_data(as_text=True)
+    stock_check(ward.nurse, "methadone", {"counted_mg": 470, "witness": ward.witness()})
+    assert DISCREPANCY not in ward.nurse.get("/").get_data(as_text=True)
