@@ -290,6 +290,13 @@ def register_hooks(app: Flask) -> None:
     _add_once(board_extensions, medication_pages.MEDICATION_SECTIONS)
     _add_once(monitoring_pages.chart_marker_hooks, medication_pages.dose_markers)
     _add_once(monitoring_pages.queue_extra_hooks, medication_pages.queue_doses)
+    # Each package checks its own sections of the unit protocol before they are stored.
+    from medication import protocol as medication_protocol
+    from monitoring import protocol as monitoring_protocol
+
+    unit.protocol_sections.update({**monitoring_protocol.SECTIONS, **medication_protocol.SECTIONS})
+    # The tablet form scores live with the unit's own bands, as the saved observation will.
+    app.add_template_global(monitoring_protocol.scale_for_unit, "unit_scale")
     logging.basicConfig(level=logging.INFO if not app.testing else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

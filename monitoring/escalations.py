@@ -18,6 +18,9 @@ from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
 from config.outbox import enqueue
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, RotaShift
+from monitoring.scales import CIWA_EMERGENCY_TOTAL, Band, get_scale
+from monitoring.services import settings_for as monitoring_settings
+from monitoring.services import unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
 from unit.services import get_admission, model_at, model_history, protocol_settings
@@ -27,6 +30,8 @@ ESCALATION_DEFAULTS: dict[str, Any] = {
     "targets": {"emergency": 5, "urgent": 30, "soon": 120},
     # The paging policy: level 1 the routed duty, then these duties in turn.
     "levels": ["second_on_call", "clinical_lead"],
+    # CLINICAL.md s1/s3: CIWA-Ar 20 or more is an emergency (consider transfer).
+    "ciwa_emergency_total": CIWA_EMERGENCY_TOTAL,
 }
 SEVERITY_RANK = {"soon": 1, "urgent": 2, "emergency": 3}
 ROUTE_ROLES = {"on_site_doctor": {"doctor"}, "visiting_gp": {"gp"}, "nurse_in_charge": {"nurse"}}
@@ -68,34 +73,59 @@ def settings_for(unit_id: int) -> dict[str, Any]:
     return protocol_settings(unit_id, "escalation", ESCALATION_DEFAULTS)
 
 
+def _span(band: Band, max_total: int) -> str:
+    """A band's range in words: "16 or more", "5-6", "0"."""
+    if band.high >= max_total:
+        return f"{band.low} or more"
+    return f"{band.low}" if band.low == band.high else f"{band.low}-{band.high}"
+
+
 def trigger_for(observation: Observation) -> Trigger | None:
-    """The escalation an observation calls for under the default protocol, if any."""
+    """The escalation an observation calls for under the unit's protocol, if any.
+
+    Bands are the unit's own (their names are fixed, their ranges are the unit's), so each
+    reason states the range the unit uses; the CIWA-Ar emergency total is a protocol setting.
+    """
     scale, total, band = observation.scale, observation.total, observation.band
+    if scale not in ("news2", "ciwa-ar", "cows", "gmaws"):
+        return None
+    definition = get_scale(scale)
+    bands = {b.code: b for b in (unit_bands(monitoring_settings(observation.unit_id), scale)
+                                 or definition.bands)}
+
+    def span(code: str) -> str:
+        # A protocol stored before band names were checked may lack the name: say the default.
+        band = bands.get(code) or next(b for b in definition.bands if b.code == code)
+        return _span(band, definition.max_total)
+
     key = f"obs:{scale}"
     if scale == "news2":
         if band == "high":
-            return Trigger("news2_high", "emergency", f"NEWS2 {total}: high risk (7 or more)", key)
+            return Trigger("news2_high", "emergency", f"NEWS2 {total}: high risk ({span('high')})", key)
         if band == "medium":
-            return Trigger("news2_medium", "urgent", f"NEWS2 {total}: medium risk (5-6)", key)
+            return Trigger("news2_medium", "urgent", f"NEWS2 {total}: medium risk ({span('medium')})", key)
         if band == "low-medium":
             threes = [k.replace("_", " ") for k, v in (observation.item_scores or {}).items() if v >= 3]
             return Trigger("news2_single_3", "urgent",
                            f"NEWS2 {total}: a single parameter scored 3 ({', '.join(threes)})", key)
     if scale == "ciwa-ar":
-        if total >= 20:  # CLINICAL.md: emergency at 20 or more (consider transfer)
+        emergency = settings_for(observation.unit_id)["ciwa_emergency_total"]
+        if total >= emergency:  # CLINICAL.md: emergency at 20 or more by default (consider transfer)
             return Trigger("ciwa_emergency", "emergency",
-                           f"CIWA-Ar {total}: 20 or more, consider transfer", key)
+                           f"CIWA-Ar {total}: {emergency} or more, consider transfer", key)
         if band == "severe":
-            return Trigger("ciwa_severe", "urgent", f"CIWA-Ar {total}: severe withdrawal", key)
+            return Trigger("ciwa_severe", "urgent",
+                           f"CIWA-Ar {total}: severe withdrawal ({span('severe')})", key)
     if scale == "cows":
         if band == "severe":
-            return Trigger("cows_severe", "emergency", f"COWS {total}: severe withdrawal", key)
+            return Trigger("cows_severe", "emergency",
+                           f"COWS {total}: severe withdrawal ({span('severe')})", key)
         if band == "moderately_severe":
             return Trigger("cows_moderately_severe", "urgent",
-                           f"COWS {total}: moderately severe withdrawal", key)
+                           f"COWS {total}: moderately severe withdrawal ({span('moderately_severe')})", key)
     if scale == "gmaws" and band == "severe":
         return Trigger("gmaws_severe", "urgent",
-                       f"GMAWS {total}: severe (8 or more): urgent medical review", key)
+                       f"GMAWS {total}: severe ({span('severe')}): urgent medical review", key)
     return None
 
 

@@ -1,6 +1,7 @@
 """Command-line interface of the unit package; every command calls a service."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -13,7 +14,7 @@ from config.errors import DomainError
 from config.extensions import db
 from unit import services
 from unit.audit import verify_all_chains
-from unit.models import ROLES, Unit
+from unit.models import ROLES, Staff, Unit
 
 MODEL_NAMES = {"managed": "medically_managed", "monitored": "medically_monitored",
                "medically_managed": "medically_managed", "medically_monitored": "medically_monitored"}
@@ -42,6 +43,43 @@ def create_unit_command(code: str, name: str, model: str) -> None:
     except DomainError as error:
         _fail(error)
     click.echo(f"Unit {unit.code} ({unit.name}) created: {MODEL_NAMES[model]}.")
+
+
+@unit_cli.command("protocol")
+@click.argument("code")
+@click.option("--section", required=True,
+              help="monitoring, escalation, medication or competence.")
+@click.option("--file", "values_file", required=True, type=click.File("r"),
+              help="A JSON object of the settings to change ('-' for standard input).")
+@click.option("--reason", required=True, help="Why the unit adopts these values (audited).")
+@click.option("--manager", "manager_username", default=None,
+              help="The manager adopting them (default: the unit's only active manager).")
+def protocol_command(code: str, section: str, values_file, reason: str,
+                     manager_username: str | None) -> None:
+    """Adopt the unit's own protocol values for a section (a new version, audited)."""
+    try:
+        values = json.load(values_file)
+    except ValueError as error:
+        click.echo(f"Error: {values_file.name} is not JSON: {error}", err=True)
+        sys.exit(2)
+    try:
+        unit = services.get_unit(code)
+        query = select(Staff).where(Staff.unit_id == unit.id, Staff.role == "manager",
+                                    Staff.active.is_(True))
+        if manager_username:
+            query = query.where(Staff.username == manager_username.strip().lower())
+        managers = db.session.scalars(query).all()
+        if len(managers) != 1:
+            click.echo(f"Error: name the manager of unit {code} with --manager "
+                       f"({len(managers)} active managers match).", err=True)
+            sys.exit(2)
+        protocol = services.update_protocol(managers[0], section=section, values=values,
+                                            reason=reason, now=now())
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Unit {code}: protocol version {protocol.version} adopted ({section}).")
+    click.echo(json.dumps(services.effective_protocol(unit.id)["sections"][section],
+                          indent=2, sort_keys=True))
 
 
 @user_cli.command("create")

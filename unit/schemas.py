@@ -156,6 +156,15 @@ class ModelChangeIn(Schema):
     effective_at = Timestamp(load_default=None, allow_none=True)
 
 
+class ProtocolChangeIn(Schema):
+    section = fields.String(required=True, validate=validate.Length(min=1, max=40),
+                            metadata={"description": "monitoring, escalation, medication or competence"})
+    values = fields.Dict(keys=fields.String(), required=True,
+                         metadata={"description": "The settings to change; an object setting "
+                                   "(bands, intervals, targets) merges key by key, a list is replaced whole."})
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
 class LoginIn(Schema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1000))
@@ -201,6 +210,17 @@ class ModelChangeResult(Schema):
     change = fields.Nested(CareModelChangeSchema)
     model = fields.String(metadata={"description": "The model in force now."})
     warnings = fields.List(fields.String())
+
+
+class ProtocolSchema(Schema):
+    version = fields.Integer(allow_none=True, metadata={"description": "None: the defaults only."})
+    reason = fields.String(allow_none=True)
+    created_by = fields.Nested(StaffSchema, allow_none=True)
+    created_at = fields.DateTime(allow_none=True)
+    sections = fields.Dict(keys=fields.String(), values=fields.Dict(),
+                           metadata={"description": "Each section's settings in force, defaults filled in."})
+    own = fields.Dict(keys=fields.String(), values=fields.Dict(),
+                      metadata={"description": "The unit's own values, by section."})
 
 
 class ResidentSchema(Schema):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -148,21 +149,73 @@ def protocol_settings(unit_id: int, section: str, defaults: dict[str, Any]) -> d
     return {**defaults, **overrides}
 
 
+@dataclass(frozen=True)
+class ProtocolSection:
+    """A section of the unit protocol, registered by the package that reads it.
+
+    ``check(values)`` returns the values as they are to be stored (normalized) and the errors
+    per key (``{"bands.ciwa-ar": ["..."]}``); any error refuses the whole update. ``shown``
+    turns the effective settings into what GET /unit/protocol shows (e.g. default bands).
+    """
+
+    defaults: dict[str, Any]
+    check: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, list[str]]]]
+    shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+# Section name -> its definition. monitoring ("monitoring", "escalation") and medication
+# ("medication") register theirs when the app is assembled (config/app.py register_hooks):
+# unit never imports them. A section nobody registered cannot be set.
+protocol_sections: dict[str, ProtocolSection] = {}
+
+
+def _merged(base: Any, new: Any) -> Any:
+    # Objects merge key by key (a scale's bands leave the other scales' alone); anything else,
+    # a band list included, is replaced whole.
+    if isinstance(base, dict) and isinstance(new, dict):
+        return {**base, **{key: _merged(base.get(key), value) for key, value in new.items()}}
+    return new
+
+
+def _latest_protocol(unit_id: int) -> UnitProtocol | None:
+    return db.session.scalars(
+        select(UnitProtocol).where(UnitProtocol.unit_id == unit_id)
+        .order_by(UnitProtocol.version.desc()).limit(1)
+    ).first()
+
+
 @unit_of_work
 def update_protocol(actor: Staff, *, section: str, values: dict[str, Any], reason: str,
                     now: datetime) -> UnitProtocol:
-    """A manager adopts new protocol values (a new version; the old ones are kept)."""
+    """A manager adopts new protocol values (a new version; the old ones are kept).
+
+    The values are checked by the section's owner first: an unknown section or key, or a
+    value the section refuses, is a 422 (protocol-invalid) naming each bad key; nothing is
+    stored then.
+    """
     if actor.role != "manager":
         raise Forbidden("Only a manager may change the unit protocol.")
-    if section == "competence":
-        _check_tightening(values)
-    latest = db.session.scalars(
-        select(UnitProtocol).where(UnitProtocol.unit_id == actor.unit_id)
-        .order_by(UnitProtocol.version.desc()).limit(1)
-    ).first()
+    definition = protocol_sections.get(section)
+    if definition is None:
+        raise ProtocolInvalid(f"There is no protocol section {section!r}.", errors={
+            "section": [f"One of: {', '.join(sorted(protocol_sections))}."]})
+    if not isinstance(values, dict) or not values:
+        raise ProtocolInvalid("Give at least one setting to change.",
+                              errors={"values": ["An object of at least one setting."]})
+    values, errors = definition.check(values)
+    if errors:
+        raise ProtocolInvalid(f"The {section} settings are not valid: "
+                              f"{', '.join(sorted(errors))}.", errors=errors)
+    latest = _latest_protocol(actor.unit_id)
     settings = dict(latest.settings) if latest else {}
     before = settings.get(section, {})
-    settings[section] = {**before, **values}
+    after = _merged(before, values)
+    for key in values:
+        # protocol_settings overlays a section on its defaults one level deep: a setting that
+        # is an object (escalation targets) is stored whole, its other entries the defaults.
+        if isinstance(definition.defaults.get(key), dict):
+            after[key] = _merged(definition.defaults[key], after[key])
+    settings[section] = after
     protocol = UnitProtocol(unit_id=actor.unit_id, version=(latest.version + 1) if latest else 1,
                             settings=settings, reason=reason, created_by_id=actor.id, created_at=now)
     db.session.add(protocol)
@@ -171,6 +224,31 @@ def update_protocol(actor: Staff, *, section: str, values: dict[str, Any], reaso
                  entity_type="unit_protocol", entity_id=protocol.id, now=now,
                  before={section: before}, after={section: settings[section], "reason": reason})
     return protocol
+
+
+def effective_protocol(unit_id: int) -> dict[str, Any]:
+    """The unit's protocol as in force: every registered section with its defaults filled in,
+    the unit's own values, and the version (None before any change), reason, who and when."""
+    latest = _latest_protocol(unit_id)
+    own = dict(latest.settings) if latest else {}
+    sections = {}
+    for name, definition in sorted(protocol_sections.items()):
+        effective = _merged(definition.defaults, own.get(name, {}))
+        sections[name] = definition.shown(effective) if definition.shown else effective
+    return {"version": latest.version if latest else None,
+            "reason": latest.reason if latest else None,
+            "created_by": db.session.get(Staff, latest.created_by_id)
+            if latest and latest.created_by_id else None,
+            "created_at": latest.created_at if latest else None,
+            "sections": sections, "own": own}
+
+
+def _competence_check(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    try:
+        _check_tightening(values)
+    except ProtocolInvalid as invalid:
+        return values, invalid.errors or {}
+    return values, {}
 
 
 def _check_tightening(values: dict[str, Any]) -> None:
@@ -184,6 +262,9 @@ def _check_tightening(values: dict[str, Any]) -> None:
             errors[key] = [f"A unit may only tighten this criterion (default {COMPETENCE_DEFAULTS[key]})."]
     if errors:
         raise ProtocolInvalid("The competence criteria may only be tightened.", errors=errors)
+
+
+protocol_sections["competence"] = ProtocolSection(COMPETENCE_DEFAULTS, _competence_check)
 
 
 # --- staff -----------------------------------------------------------------------------------

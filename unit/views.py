@@ -17,6 +17,8 @@ from unit.schemas import (
     LoginIn,
     ModelChangeIn,
     ModelChangeResult,
+    ProtocolChangeIn,
+    ProtocolSchema,
     ReferralCheckSchema,
     ReferralIn,
     SessionSchema,
@@ -89,6 +91,29 @@ def change_model(body):
                     "monitored unit could not admit them; review or arrange transfer."
                     for a in services.high_risk_admissions(staff.unit_id)]
     return {"change": change, "model": services.model_at(staff.unit_id, at), "warnings": warnings}
+
+
+@blp.route("/unit/protocol", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, ProtocolSchema)
+def get_protocol():
+    """The unit's protocol in force: each section with its defaults filled in, the version,
+    its reason, who adopted it and when."""
+    return services.effective_protocol(current_staff().unit_id)
+
+
+@blp.route("/unit/protocol", methods=["POST"])
+@roles_required(MANAGERS)
+@idempotent
+@blp.arguments(ProtocolChangeIn)
+@blp.response(201, ProtocolSchema)
+@blp.alt_response(422, description="protocol-invalid: `errors` names each refused setting")
+def change_protocol(body):
+    """Adopt the unit's own protocol values for a section (managers): a new version, audited."""
+    staff = current_staff()
+    services.update_protocol(staff, section=body["section"], values=body["values"],
+                             reason=body["reason"], now=now())
+    return services.effective_protocol(staff.unit_id)
 
 
 @blp.route("/referrals/check", methods=["POST"])

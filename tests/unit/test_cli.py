@@ -137,3 +137,33 @@ def test_audit_verify_reports_a_broken_chain(app, cli, make_unit):
     result = cli("audit", "verify")
     assert result.exit_code == 1
     assert f"{code}: BROKEN at event 2:" in result.output
+
+
+def test_unit_protocol_tightens_the_competence_criteria(app, cli, make_unit, make_staff, tmp_path):
+    code = make_unit()
+    manager = make_staff(code, "manager")
+    values = tmp_path / "competence.json"
+    values.write_text('{"sadq_decline_above": 25}')
+    result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
+                 "--reason", "Local policy")
+    assert result.exit_code == 0, result.output
+    assert "version 1" in result.output and '"sadq_decline_above": 25' in result.output
+    with app.app_context():
+        from unit.services import effective_protocol, get_unit
+
+        protocol = effective_protocol(get_unit(code).id)
+        assert protocol["created_by"].username == manager and protocol["reason"] == "Local policy"
+    before = row_counts(app)
+    values.write_text('{"sadq_decline_above": 35}')  # looser: refused
+    result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
+                 "--reason", "Looser")
+    assert result.exit_code == 2 and "sadq_decline_above" in result.output
+    make_staff(code, "manager")  # two managers: the CLI must be told which one acts
+    values.write_text('{"sadq_decline_above": 24}')
+    result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
+                 "--reason", "Tighter")
+    assert result.exit_code == 2 and "--manager" in result.output
+    assert writes_between(before, row_counts(app)) == {"staff": 1, "audit_events": 1}
+    result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
+                 "--reason", "Tighter", "--manager", manager)
+    assert result.exit_code == 0 and "version 2" in result.output

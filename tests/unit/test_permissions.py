@@ -29,6 +29,8 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     # the unit and its care model
     ("GET", "/api/v1/unit"): EVERYONE,
     ("POST", "/api/v1/unit/model"): MANAGER,
+    ("GET", "/api/v1/unit/protocol"): EVERYONE,
+    ("POST", "/api/v1/unit/protocol"): MANAGER,
     # referrals and admissions
     ("POST", "/api/v1/referrals/check"): CLINICAL,
     ("POST", "/api/v1/admissions"): CLINICAL,
@@ -113,6 +115,8 @@ SUCCESS = {
     ("GET", "/api/v1/auth/session"): 200,
     ("GET", "/api/v1/unit"): 200,
     ("POST", "/api/v1/unit/model"): 201,
+    ("GET", "/api/v1/unit/protocol"): 200,
+    ("POST", "/api/v1/unit/protocol"): 201,
     ("POST", "/api/v1/referrals/check"): 200,
     ("POST", "/api/v1/admissions"): 201,
     ("GET", "/api/v1/admissions"): 200,
@@ -233,6 +237,9 @@ def prepare(scene: Scene, method: str, rule: str, role: str | None):
         body = {"username": username, "password": PASSWORD}
     elif rule == "/api/v1/unit/model":
         body = {"model": "medically_managed", "reason": "Doctor on site"}
+    elif rule == "/api/v1/unit/protocol":
+        body = {"section": "monitoring", "values": {"not_done_retry_minutes": 20},
+                "reason": "Local protocol"}
     elif rule in ("/api/v1/referrals/check", "/api/v1/admissions"):
         body = referral(name=f"Api {role}")
     elif rule.endswith("/discharge"):
