@@ -42,7 +42,7 @@ def generate(app, *, observations: int, doses: int, escalations: int, start: dat
     from config.extensions import db
     from medication.models import Administration, MedicationOrder
     from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, ObservationSchedule
-    from unit.audit import GENESIS_HASH, event_hash, jsonable
+    from unit.audit import event_hash, jsonable
     from unit.models import Admission, AuditChainHead, AuditEvent, Referral, Resident, Staff, Unit
 
     rng = random.Random(seed)

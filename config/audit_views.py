@@ -1,15 +1,14 @@
 """The inspection report and the audit log: API and pages (managers and inspectors)."""
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint as PageBlueprint
-from flask import Response, current_app, render_template, request
+from flask import Response, render_template, request
 from config.errors import ApiBlueprint
 from marshmallow import Schema, fields, validate
 
-from config.clock import now
+from config.clock import now, unit_zone
 from config.report import build_report, parse_period, tables, to_csv, to_pdf, to_zip
 from unit.audit import search_events
 from unit.auth import current_staff, roles_required
@@ -61,7 +60,7 @@ class AuditEventSchema(Schema):
 
 
 def _zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+    return unit_zone()
 
 
 def _report_response(query: dict):

@@ -10,8 +10,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import current_app
 
+from config.clock import unit_zone
 from config.errors import ValidationFailed
 from medication.report import medication_section
 from monitoring.report import escalations_section, observations_section
@@ -50,7 +50,7 @@ def parse_period(start: str | None, end: str | None, now: datetime, zone: ZoneIn
 def build_report(actor: Staff, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
     """The unit-model report for a period: every key an inspector asks for."""
     unit = actor.unit
-    zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+    zone = unit_zone()
     history = model_history(unit, start, end)
     chain = verify_chain(unit, from_checkpoint=True)
     return {

@@ -7,9 +7,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy import select
 
+from config.clock import local, unit_zone
 from config.db import unit_of_work
 from config.errors import Forbidden
 from config.extensions import db
@@ -236,7 +236,7 @@ def create_order(actor: Staff, admission_id: int, body: dict, *, now: datetime,
 
 
 def _generate_doses(order: MedicationOrder, start_mg: int) -> None:
-    zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+    zone = unit_zone()
     first_day = order.starts_at.astimezone(zone).date()
     for day, frequency, mg in reducing_regimen(start_mg):
         date = first_day + timedelta(days=day - 1)
@@ -391,7 +391,7 @@ def safety_checks(order: MedicationOrder, admission: Admission, dose_mg: float, 
                   settings: dict[str, Any]) -> Observation | None:
     """Every check a dose must pass; returns the PRN's triggering observation."""
     drug = DRUGS[order.drug]
-    zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+    zone = unit_zone()
     if admission.status != "active":
         raise _Refuse("discharged", f"{admission.resident.name} is discharged: no dose may be given.")
     if order.status != "active":
@@ -471,8 +471,7 @@ def _check_hold(drug: Drug, admission: Admission, now: datetime, settings: dict[
     items = news2.items or {}
     if drug.sedating:
         if items.get("consciousness") in settings["hold_consciousness"]:
-            local = news2.observed_at.astimezone(ZoneInfo(current_app.config["UNIT_TIMEZONE"]))
-            raise _Refuse("hold_sedation", f"Hold: the latest NEWS2 ({local:%H:%M}) records "
+            raise _Refuse("hold_sedation", f"Hold: the latest NEWS2 ({local(news2.observed_at):%H:%M}) records "
                           f"consciousness {items['consciousness']}: do not give a sedating drug; "
                           "record it withheld and tell the doctor.", escalate="sedation")
         if items.get("respiration_rate", 99) <= settings["hold_respiration_at_or_below"]:
@@ -498,7 +497,7 @@ def _scheduled_slot(order: MedicationOrder, slot_id: int | None, now: datetime,
             raise NoDoseDue(f"The {slot.label} dose is already recorded on the chart.")
         earliest = slot.due_at - timedelta(minutes=settings["scheduled_early_minutes"])
         if now < earliest:
-            zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+            zone = unit_zone()
             raise NoDoseDue(f"The {slot.label} dose is due at {slot.due_at.astimezone(zone):%d %b %H:%M}; "
                             f"it may be given from {earliest.astimezone(zone):%H:%M}.")
         return slot
@@ -764,7 +763,7 @@ def discrepancies(unit_id: int) -> list[CDRegisterEntry]:
 
 def due_doses(actor: Staff, now: datetime, admission_id: int | None = None) -> dict[str, list[dict]]:
     """Scheduled doses due now or overdue, and PRN doses with whether each may be given now, and why."""
-    zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+    zone = unit_zone()
     settings = settings_for(actor.unit_id)
     where = [MedicationOrder.unit_id == actor.unit_id, MedicationOrder.status == "active",
              Admission.status == "active"]

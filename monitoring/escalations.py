@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import select
 
+from config.clock import local
 from config.db import unit_of_work
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
@@ -314,7 +315,7 @@ def on_missed(missed: MissedObservation, now: datetime) -> None:
     """A missed observation goes to the nurse in charge (soon)."""
     admission = db.session.get(Admission, missed.admission_id)
     trigger = Trigger("missed_observation", "soon",
-                      f"{missed.scale.upper()} observation due at {missed.due_at:%H:%M} UTC "
+                      f"{missed.scale.upper()} observation due at {local(missed.due_at):%H:%M} "
                       f"was missed (over {missed.grace_minutes} min late)", f"missed:{missed.scale}")
     raise_escalation(admission, trigger, source_type="missed_observation", source_id=missed.id,
                      actor=None, now=now, route="nurse_in_charge")
@@ -376,7 +377,7 @@ def acknowledge(actor: Staff, escalation_id: int, *, now: datetime) -> Escalatio
     _check_answerer(actor, escalation)
     if escalation.status == "resolved":
         raise EscalationClosed(f"Escalation {escalation_id} was resolved at "
-                               f"{escalation.resolved_at:%H:%M} UTC.")
+                               f"{local(escalation.resolved_at):%d %b %H:%M}.")
     if escalation.status == "acknowledged":
         return escalation  # acknowledging twice changes nothing
     escalation.status, escalation.escalate_at = "acknowledged", None
@@ -499,6 +500,8 @@ def escalation_view(escalation: Escalation) -> dict:
         "target_minutes": escalation.target_minutes,
         "escalate_at": escalation.escalate_at.isoformat() if escalation.escalate_at else None,
         "outcome": escalation.outcome, "note": escalation.note, "overridden": escalation.overridden,
+        # What raised it: an observation, a missed observation, a dose refusal, a phone order.
+        "source_type": escalation.source_type, "source_id": escalation.source_id,
     }
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from marshmallow import ValidationError
 from sqlalchemy.orm import joinedload, selectinload
 
-from config.clock import now
+from config.clock import now, unit_zone
 from config.errors import DomainError
 from config.extensions import db
 from config import outbox
@@ -341,15 +341,11 @@ def cancel_shift(shift_id: int):
 
 def _local_to_utc(value: str) -> str:
     # <input type=datetime-local> gives the unit's wall-clock time without a zone.
-    from zoneinfo import ZoneInfo
-
-    from flask import current_app
-
     if not value:
         return value
     try:
         naive = datetime.fromisoformat(value)
     except ValueError:
         return value  # the schema names the field
-    zone = ZoneInfo(current_app.config["UNIT_TIMEZONE"])
+    zone = unit_zone()
     return naive.replace(tzinfo=zone).astimezone(timezone.utc).isoformat()

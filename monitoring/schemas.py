@@ -174,6 +174,9 @@ class EscalationSchema(Schema):
     outcome = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
     overridden = fields.Boolean()
+    source_type = fields.String(metadata={
+        "description": "What raised it: observation, missed_observation, clinical_sign or medication_order"})
+    source_id = fields.Integer(allow_none=True)
 
 
 class EscalationStepSchema(Schema):

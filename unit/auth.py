@@ -1,7 +1,6 @@
 """Sign-in, server-side sessions, login throttling and role checks."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable

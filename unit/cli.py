@@ -14,7 +14,7 @@ from config.errors import DomainError
 from config.extensions import db
 from unit import services
 from unit.audit import verify_all_chains
-from unit.models import ROLES, Staff, Unit
+from unit.models import ROLES, Staff
 
 MODEL_NAMES = {"managed": "medically_managed", "monitored": "medically_monitored",
                "medically_managed": "medically_managed", "medically_monitored": "medically_monitored"}

@@ -5,7 +5,7 @@ from datetime import date, timezone
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
 
-from unit.models import CARE_MODELS, DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, ROLES, SUBSTANCES
+from unit.models import CARE_MODELS, DISCHARGE_TYPES, ROLES, SUBSTANCES
 
 
 def StrictBool(**kw) -> fields.Boolean:  # noqa: N802 - a field factory

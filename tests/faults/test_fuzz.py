@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from tests.faults.conftest import REQUEST_TIMEOUT, UNIT_A, ciwa, new_key
+from tests.faults.conftest import REQUEST_TIMEOUT, ciwa, new_key
 
 schemathesis = pytest.importorskip("schemathesis", minversion="4.0")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402

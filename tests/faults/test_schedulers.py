@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import PASSWORD, referral
-from tests.faults.conftest import NEWS2_ZERO, TEST_DATABASE_URL, UNIT_A, UNIT_B, ciwa, make_app, new_key
+from tests.faults.conftest import NEWS2_ZERO, TEST_DATABASE_URL, ciwa, make_app, new_key
 
 pytestmark = pytest.mark.faults
 

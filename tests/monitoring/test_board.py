@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 

@@ -3,7 +3,7 @@ acknowledged, one live escalation per cause, missed observations, re-escalation 
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -251,6 +251,21 @@ def test_missed_observation_goes_soon_to_the_nurse_in_charge(wards, app, clock):
     listed = ward.nurse.get("/api/v1/escalations?status=open").get_json()
     assert {e["route"] for e in listed} == {"nurse_in_charge"}
     assert {e["severity"] for e in listed} == {"soon"}
+    assert {e["source_type"] for e in listed} == {"missed_observation"}
+    assert all(isinstance(e["source_id"], int) for e in listed)
+
+
+def test_a_missed_observation_names_its_due_time_in_uk_local_time(wards, app, clock):
+    from monitoring.services import flag_missed_observations
+
+    clock.now = datetime(2025, 7, 1, 12, 0, tzinfo=timezone.utc)   # British Summer Time: 13:00
+    ward = wards("medically_managed")
+    ward.admit(substances=("alcohol",))
+    clock.advance(minutes=16)
+    with app.app_context():
+        assert len(flag_missed_observations(clock.now)) == 2
+    reasons = {e["reason"] for e in ward.nurse.get("/api/v1/escalations?status=open").get_json()}
+    assert all("due at 13:00 was missed" in reason for reason in reasons), reasons
 
 
 def test_repeated_misses_do_not_duplicate(wards, app, clock):
