@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ from marshmallow import ValidationError
 from sqlalchemy.orm import joinedload, selectinload
 
 from config.clock import now, unit_zone
+from config.partials import partials
 from config.errors import DomainError
 from config.extensions import db
 from config import outbox
@@ -35,6 +37,42 @@ SHORT_NAMES = {"ciwa-ar": "CIWA-Ar", "cows": "COWS", "sows": "SOWS", "gmaws": "G
 STATE_TEXT = {"ok": "", "due_soon": "due", "late": "LATE", "overdue": "OVERDUE"}
 
 
+@dataclass(frozen=True)
+class _LastScore:
+    status: str
+    total: int | None
+    band: str | None
+    observed_at: datetime
+
+
+@dataclass(frozen=True)
+class _BoardSchedule:
+    """What a board cell shows of a schedule: plain rows, not ORM objects (300 residents)."""
+    admission_id: int
+    scale: str
+    next_due_at: datetime
+    interval_minutes: int
+    last_observation: _LastScore | None
+
+
+def _board_schedules(admission_ids: list[int]) -> dict[int, list[_BoardSchedule]]:
+    found: dict[int, list[_BoardSchedule]] = {i: [] for i in admission_ids}
+    if not admission_ids:
+        return found
+    rows = db.session.execute(
+        select(ObservationSchedule.admission_id, ObservationSchedule.scale,
+               ObservationSchedule.next_due_at, ObservationSchedule.interval_minutes,
+               Observation.status, Observation.total, Observation.band, Observation.observed_at)
+        .outerjoin(Observation, Observation.id == ObservationSchedule.last_observation_id)
+        .where(ObservationSchedule.admission_id.in_(admission_ids),
+               ObservationSchedule.active.is_(True))
+        .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
+    for admission_id, scale, due, interval, status, total, band, observed_at in rows:
+        last = _LastScore(status, total, band, observed_at) if status is not None else None
+        found[admission_id].append(_BoardSchedule(admission_id, scale, due, interval, last))
+    return found
+
+
 def _schedules_for(admission_ids: list[int]) -> dict[int, list[ObservationSchedule]]:
     found: dict[int, list[ObservationSchedule]] = {i: [] for i in admission_ids}
     if not admission_ids:
@@ -52,15 +90,12 @@ def _schedules_for(admission_ids: list[int]) -> dict[int, list[ObservationSchedu
 
 def board_cells(admissions: list[Admission], at: datetime) -> dict[int, list[Markup]]:
     """Last score and band per scale, and the next due time, for every resident (one query)."""
-    schedules = _schedules_for([a.id for a in admissions])
-    cells = {}
+    schedules = _board_schedules([a.id for a in admissions])
+    cells, macros = {}, partials("monitoring/_board_cells.html", names=SHORT_NAMES,
+                                   state_text=STATE_TEXT, now=at)
     for admission in admissions:
         rows = [(s, services.due_state(s, at)) for s in schedules[admission.id]]
-        cells[admission.id] = [
-            Markup(render_template("monitoring/_board_scores.html", rows=rows, names=SHORT_NAMES)),
-            Markup(render_template("monitoring/_board_due.html", rows=rows, names=SHORT_NAMES,
-                                  state_text=STATE_TEXT, now=at)),
-        ]
+        cells[admission.id] = [macros.scores(rows), macros.due(rows)]
     return cells
 
 
@@ -187,9 +222,8 @@ def _paged(escalation: Escalation) -> str:
 def escalation_cells(admissions: list[Admission], at: datetime) -> dict[int, list[Markup]]:
     """Each resident's live escalation: severity, reason, who it went to and when (two queries)."""
     live = _live_escalations([a.id for a in admissions])
-    return {a.id: [Markup(render_template("monitoring/_board_escalation.html", escalations=live[a.id],
-                                          paged=_paged, advice=escalations.advice, now=at))]
-            for a in admissions}
+    macros = partials("monitoring/_board_cells.html", paged=_paged, advice=escalations.advice, now=at)
+    return {a.id: [macros.escalation(live[a.id])] for a in admissions}
 
 
 def board_alerts(unit_id: int, at: datetime) -> list[Markup]:

@@ -256,10 +256,11 @@ def record_observation(actor: Staff, admission_id: int, *, scale: str, items: di
     settings = settings_for(admission.unit_id)
     observed_at = observed_at or now
     _check_time(admission, observed_at, now, settings)
-    assessment = admission.referral.assessment
+    # Only a scale not validated in pregnancy (NEWS2) needs the referral's pregnancy answer.
+    pregnant = (None if scale_or_404(scale).valid_in_pregnancy
+                else admission.referral.assessment.get("pregnant"))
     result = score(admission.unit_id, scale, items,
-                   age=age_today(admission.resident.date_of_birth, observed_at),
-                   pregnant=assessment.get("pregnant"))
+                   age=age_today(admission.resident.date_of_birth, observed_at), pregnant=pregnant)
     schedule = _schedule_for(admission_id, scale)
     observation = Observation(
         unit_id=admission.unit_id, admission_id=admission.id, scale=scale, status="recorded",

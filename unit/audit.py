@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from sqlalchemy import select
 
 from config.extensions import db
@@ -73,13 +74,30 @@ def start_chain(unit: Unit) -> None:
     db.session.add(AuditChainHead(unit_id=unit.id, seq=0, hash=GENESIS_HASH))
 
 
+_HEADS = "audit_chain_heads_locked"
+
+
+@sa.event.listens_for(sa.orm.Session, "after_transaction_end")
+def _forget_locked_heads(session, transaction) -> None:
+    # The lock ends with the transaction (commit or rollback): the next one locks again.
+    if transaction.parent is None:
+        session.info.pop(_HEADS, None)
+
+
 def record_event(*, unit_id: int, actor: Staff | None, action: str, entity_type: str,
                  entity_id: Any, now: datetime, before: Any = None, after: Any = None,
                  resident_id: int | None = None) -> AuditEvent:
-    """Append an audit event in the caller's transaction (the chain head is row-locked)."""
-    head = db.session.scalars(
-        select(AuditChainHead).where(AuditChainHead.unit_id == unit_id).with_for_update()
-    ).one()
+    """Append an audit event in the caller's transaction (the chain head is row-locked).
+
+    The head is locked and read once per transaction: a write that records several events
+    (an observation and its interval change) moves the same locked head on.
+    """
+    heads = db.session.info.setdefault(_HEADS, {})
+    head = heads.get(unit_id)
+    if head is None:
+        head = heads[unit_id] = db.session.scalars(
+            select(AuditChainHead).where(AuditChainHead.unit_id == unit_id).with_for_update()
+        ).one()
     event = AuditEvent(
         unit_id=unit_id, seq=head.seq + 1, at=now,
         actor_id=actor.id if actor else None, actor_role=actor.role if actor else None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from flask import g, has_request_context
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -140,13 +141,16 @@ def high_risk_admissions(unit_id: int) -> list[Admission]:
 # --- protocol --------------------------------------------------------------------------------
 
 def protocol_settings(unit_id: int, section: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The unit's protocol settings for a section: the defaults overlaid with its own values."""
-    protocol = db.session.scalars(
-        select(UnitProtocol).where(UnitProtocol.unit_id == unit_id)
-        .order_by(UnitProtocol.version.desc()).limit(1)
-    ).first()
-    overrides = (protocol.settings.get(section, {}) if protocol else {})
-    return {**defaults, **overrides}
+    """The unit's protocol settings for a section: the defaults overlaid with its own values.
+
+    Read once per request (an observation consults three sections): the unit's latest
+    protocol is kept in ``g`` until the request ends or ``update_protocol`` changes it.
+    """
+    cache = g.setdefault("_unit_protocols", {}) if has_request_context() else {}
+    if unit_id not in cache:
+        protocol = _latest_protocol(unit_id)
+        cache[unit_id] = protocol.settings if protocol else {}
+    return {**defaults, **cache[unit_id].get(section, {})}
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,8 @@ def update_protocol(actor: Staff, *, section: str, values: dict[str, Any], reaso
                             settings=settings, reason=reason, created_by_id=actor.id, created_at=now)
     db.session.add(protocol)
     db.session.flush()
+    if has_request_context():
+        g.pop("_unit_protocols", None)  # the next read sees this version
     record_event(unit_id=actor.unit_id, actor=actor, action="protocol.update",
                  entity_type="unit_protocol", entity_id=protocol.id, now=now,
                  before={section: before}, after={section: settings[section], "reason": reason})
@@ -389,10 +395,15 @@ def get_admission(actor: Staff, admission_id: int) -> Admission:
     return admission
 
 
-def list_admissions(actor: Staff, *, status: str | None = None) -> list[Admission]:
-    """The unit's admissions, newest first, optionally by status."""
-    query = (select(Admission).where(Admission.unit_id == actor.unit_id)
-             .options(selectinload(Admission.referral), selectinload(Admission.harm_reduction)))
+def list_admissions(actor: Staff, *, status: str | None = None, detail: bool = True) -> list[Admission]:
+    """The unit's admissions, newest first, optionally by status.
+
+    ``detail`` loads what the API shows of each (referral, harm-reduction checklist) with
+    them; the ward board shows neither and leaves them out.
+    """
+    query = select(Admission).where(Admission.unit_id == actor.unit_id)
+    if detail:
+        query = query.options(selectinload(Admission.referral), selectinload(Admission.harm_reduction))
     if status:
         query = query.where(Admission.status == status)
     return list(db.session.scalars(query.order_by(Admission.admitted_at.desc(), Admission.id.desc())))
