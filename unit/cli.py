@@ -109,6 +109,18 @@ def create_user_command(username: str, role: str, unit_code: str, full_name: str
     click.echo(f"User {staff.username} ({staff.role}) created on unit {unit_code}.")
 
 
+@user_cli.command("disable")
+@click.argument("username")
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+def disable_user_command(username: str, reason: str) -> None:
+    """Refuse a user's sign-in from now on and end every session they have open."""
+    try:
+        staff, revoked = services.disable_staff(username=username, reason=reason, now=now())
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"User {staff.username} disabled; {revoked} open session(s) ended.")
+
+
 @audit_cli.command("verify")
 def verify_command() -> None:
     """Verify every unit's whole audit chain and report the first broken link (exit 1)."""

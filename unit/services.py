@@ -296,6 +296,26 @@ def create_staff(*, unit_code: str, username: str, role: str, password: str, ful
     return staff
 
 
+@unit_of_work
+def disable_staff(*, username: str, reason: str, now: datetime) -> tuple[Staff, int]:
+    """A member of staff leaves or loses access: sign-in refused from now on and every open
+    session revoked at once (from the CLI). Returns the staff and the sessions revoked."""
+    from unit.auth import revoke_sessions
+
+    staff = db.session.scalars(select(Staff).where(Staff.username == username.strip().lower())).first()
+    if staff is None:
+        raise ValidationFailed(f"There is no user {username!r}.", errors={"username": ["Unknown."]})
+    if not reason.strip():
+        raise ValidationFailed("Give the reason.", errors={"reason": ["Required."]})
+    was_active = staff.active
+    staff.active = False
+    revoked = revoke_sessions(staff, now)
+    record_event(unit_id=staff.unit_id, actor=None, action="staff.disable", entity_type="staff",
+                 entity_id=staff.id, now=now, before={"active": was_active},
+                 after={"active": False, "sessions_revoked": revoked, "reason": reason.strip()})
+    return staff, revoked
+
+
 # --- referrals and admissions ----------------------------------------------------------------
 
 def check_referral(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,

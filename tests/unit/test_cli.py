@@ -167,3 +167,29 @@ def test_unit_protocol_tightens_the_competence_criteria(app, cli, make_unit, mak
     result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
                  "--reason", "Tighter", "--manager", manager)
     assert result.exit_code == 0 and "version 2" in result.output
+
+
+def test_user_disable_ends_every_session_and_refuses_sign_in(app, cli, make_unit, make_staff, login):
+    from tests.conftest import PASSWORD, audit_rows
+
+    code = make_unit()
+    name = make_staff(code, "nurse")
+    tablet, desk = login(name), login(name)
+    assert tablet.get("/api/v1/auth/session").status_code == 200
+    result = cli("user", "disable", name, "--reason", "Left the service")
+    assert result.exit_code == 0, result.output
+    assert "2 open session(s) ended" in result.output
+    for client in (tablet, desk):  # at once, not at the next idle timeout
+        assert client.get("/api/v1/auth/session").status_code == 401
+    again = app.test_client().post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
+    assert again.status_code == 401
+    assert audit_rows(app, code)[-1][1] == "staff.disable"
+
+
+def test_user_disable_refusals(app, cli, make_unit, make_staff):
+    name = make_staff(make_unit(), "nurse")
+    before = row_counts(app)
+    assert cli("user", "disable", "nobody", "--reason", "x").exit_code != 0
+    assert cli("user", "disable", name, "--reason", "  ").exit_code != 0
+    assert cli("user", "disable", name).exit_code == 2  # --reason is required
+    assert writes_between(before, row_counts(app)) == {}
