@@ -463,20 +463,30 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
     if db.engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)  # a second scheduler takes the others
     missed: list[MissedObservation] = []
+    # Schedules with a slot past its grace that this sweep has not flagged yet (most overdue
+    # schedules were flagged by an earlier sweep and wait for an observation).
+    pending = []
     for schedule in db.session.scalars(query).all():
         interval = timedelta(minutes=schedule.interval_minutes)
         grace = grace_minutes(schedule.interval_minutes)
         slot = schedule.next_due_at if schedule.missed_through is None else schedule.missed_through + interval
-        # A due time can move back onto a slot flagged before (a strike restores an earlier
-        # score's due time): each slot is recorded once, and one such slot must not stop the
-        # sweep for every unit.
-        flagged = set(db.session.scalars(
-            select(MissedObservation.due_at).where(MissedObservation.schedule_id == schedule.id,
-                                                   MissedObservation.due_at >= slot)))
+        if slot + timedelta(minutes=grace) < now:
+            pending.append((schedule, interval, grace, slot))
+    # A due time can move back onto a slot flagged before (a strike restores an earlier
+    # score's due time): each slot is recorded once, and one such slot must not stop the sweep
+    # for every unit. Read what is flagged already in one query per 500 schedules.
+    flagged: set[tuple[int, datetime]] = set()
+    for start in range(0, len(pending), 500):
+        chunk = pending[start:start + 500]
+        flagged.update((schedule_id, due_at) for schedule_id, due_at in db.session.execute(
+            select(MissedObservation.schedule_id, MissedObservation.due_at).where(
+                MissedObservation.schedule_id.in_([schedule.id for schedule, *_ in chunk]),
+                MissedObservation.due_at >= min(slot for *_, slot in chunk))))
+    for schedule, interval, grace, slot in pending:
         for _ in range(MAX_SLOTS_PER_SWEEP):
             if slot + timedelta(minutes=grace) >= now:
                 break
-            if slot not in flagged:
+            if (schedule.id, slot) not in flagged:
                 row = MissedObservation(unit_id=schedule.unit_id, admission_id=schedule.admission_id,
                                         schedule_id=schedule.id, scale=schedule.scale, due_at=slot,
                                         grace_minutes=grace, detected_at=now)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import g, has_request_context
+import sqlalchemy as sa
+import sqlalchemy.orm
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -140,13 +141,23 @@ def high_risk_admissions(unit_id: int) -> list[Admission]:
 
 # --- protocol --------------------------------------------------------------------------------
 
+_PROTOCOLS = "unit_protocols_read"
+
+
+@sa.event.listens_for(sa.orm.Session, "after_transaction_end")
+def _forget_protocols(session, transaction) -> None:
+    if transaction.parent is None:  # another transaction may see a newer version
+        session.info.pop(_PROTOCOLS, None)
+
+
 def protocol_settings(unit_id: int, section: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """The unit's protocol settings for a section: the defaults overlaid with its own values.
 
-    Read once per request (an observation consults three sections): the unit's latest
-    protocol is kept in ``g`` until the request ends or ``update_protocol`` changes it.
+    Read once per transaction (an observation consults three sections; a sweep many units):
+    the unit's latest protocol is kept in the session until the transaction ends or
+    ``update_protocol`` changes it.
     """
-    cache = g.setdefault("_unit_protocols", {}) if has_request_context() else {}
+    cache = db.session.info.setdefault(_PROTOCOLS, {})
     if unit_id not in cache:
         protocol = _latest_protocol(unit_id)
         cache[unit_id] = protocol.settings if protocol else {}
@@ -224,8 +235,7 @@ def update_protocol(actor: Staff, *, section: str, values: dict[str, Any], reaso
                             settings=settings, reason=reason, created_by_id=actor.id, created_at=now)
     db.session.add(protocol)
     db.session.flush()
-    if has_request_context():
-        g.pop("_unit_protocols", None)  # the next read sees this version
+    db.session.info.pop(_PROTOCOLS, None)  # the next read sees this version
     record_event(unit_id=actor.unit_id, actor=actor, action="protocol.update",
                  entity_type="unit_protocol", entity_id=protocol.id, now=now,
                  before={section: before}, after={section: settings[section], "reason": reason})
