@@ -25,6 +25,7 @@ import requests
 import sqlalchemy as sa
 
 from tests.conftest import PASSWORD, TEST_DATABASE_URL, referral
+from tests.items import CIWA_KEYS, NEWS2_ZERO, ciwa  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's flask and gunicorn
@@ -49,7 +50,6 @@ MODELS = {UNIT_A: "managed", UNIT_B: "monitored"}
 _SEED_SCRIPT = r"""
 import json, sys
 from wsgi import app
-from tests.items import CIWA_KEYS, NEWS2_ZERO, ciwa  # noqa: F401 (re-exported)
 app.config["ARGON2_CHEAP"] = True
 spec = json.loads(sys.argv[1])
 runner = app.test_cli_runner()
