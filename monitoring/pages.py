@@ -12,7 +12,7 @@ from sqlalchemy import select
 from marshmallow import ValidationError
 from sqlalchemy.orm import joinedload, selectinload
 
-from config.clock import now, unit_zone
+from config.clock import local, now, unit_zone
 from config.partials import partials
 from config.errors import DomainError
 from config.extensions import db
@@ -144,9 +144,11 @@ def observe(admission_id: int, scale: str):
     staff = current_staff()
     admission = get_admission(staff, admission_id)
     errors: dict = {}
+    replaces = _struck_to_replace(admission, scale, request.values.get("replaces"))
     if request.method == "POST":
         key = request.form.get("idempotency_key", "")
-        inputs = {k: v for k, v in request.form.items() if k not in ("csrf_token", "idempotency_key", "note", "not_done_reason")}
+        inputs = {k: v for k, v in request.form.items()
+                  if k not in ("csrf_token", "idempotency_key", "note", "not_done_reason", "replaces")}
         note = request.form.get("note") or None
         reason = request.form.get("not_done_reason") or None
         if not key:
@@ -157,16 +159,20 @@ def observe(admission_id: int, scale: str):
                 if reason:
                     recorded = services.record_not_done(staff, admission_id, scale=scale, reason=reason,
                                                         observed_at=None, note=note, now=at)
+                    again = f"{local(recorded.schedule.next_due_at):%H:%M}" if recorded.schedule else "-"
                     flash(f"{admission.resident.name}: {definition.name} not done ({reason.replace('_', ' ')}); "
-                          f"asked again at {recorded.schedule.next_due_at.strftime('%H:%M') if recorded.schedule else '-'}.")
+                          f"asked again at {again}.")
                 else:
+                    # A correction keeps the struck entry's time and is linked to it.
                     recorded = services.record_observation(
                         staff, admission_id, scale=scale, items=definition.parse_form(inputs),
-                        observed_at=None, note=note, now=at)
+                        observed_at=replaces.observed_at if replaces else None, note=note, now=at,
+                        replaces=replaces)
                     o = recorded.observation
-                    due = recorded.schedule.next_due_at.strftime("%H:%M") if recorded.schedule else "not scheduled"
+                    due = f"{local(recorded.schedule.next_due_at):%H:%M}" if recorded.schedule else "not scheduled"
                     flash(f"{admission.resident.name}: {definition.name} {o.total} "
-                          f"({o.band.replace('_', ' ')}) recorded; next due {due}.")
+                          f"({o.band.replace('_', ' ')}) recorded{' as the correction' if replaces else ''}; "
+                          f"next due {due}.")
                 return redirect(url_for("unit_pages.board"), code=303)
 
             try:
@@ -175,7 +181,20 @@ def observe(admission_id: int, scale: str):
                 errors = (refusal.errors or {}).get("items") or {"_": [refusal.detail]}
     return render_template("monitoring/observe.html", a=admission, scale=definition,
                            form=request.form, errors=errors, reasons=NOT_DONE_REASONS,
-                           idempotency_key=str(uuid.uuid4())), (422 if errors else 200)
+                           replaces=replaces, idempotency_key=str(uuid.uuid4())), (422 if errors else 200)
+
+
+def _struck_to_replace(admission: Admission, scale: str, value: str | None) -> Observation | None:
+    """The struck observation a form corrects (``replaces``): of this resident and scale,
+    struck through, and not corrected already; anything else is a 404."""
+    if not value:
+        return None
+    struck = db.session.get(Observation, int(value)) if value.isdigit() and int(value) < 2**31 else None
+    if (struck is None or struck.admission_id != admission.id or struck.scale != scale
+            or struck.struck_at is None or db.session.scalar(
+                select(Observation.id).where(Observation.replaces_id == struck.id))):
+        abort(404)
+    return struck
 
 
 @bp.route("/observations/<int:observation_id>/strike", methods=["POST"])
@@ -192,9 +211,17 @@ def strike(observation_id: int):
         try:
             services.strike_observation(current_staff(), observation_id, reason=reason,
                                         replacement=None, now=now())
-            flash("Observation struck through; record the correct one now if needed.")
         except DomainError as refusal:
             flash(f"Not struck through: {refusal.detail}")
+        else:
+            admission = db.session.get(Admission, observation.admission_id)
+            if admission.status == "active" and observation.status == "recorded":
+                # Straight to the form for the correct score, linked to the struck one.
+                flash(f"{SCALES[observation.scale].name} of {local(observation.observed_at):%d %b %H:%M} struck "
+                      "through. Enter the correct score below (or go back if there is none).")
+                return redirect(url_for("monitoring_pages.observe", admission_id=admission.id,
+                                        scale=observation.scale, replaces=observation.id))
+            flash("Observation struck through.")
     return redirect(url_for("unit_pages.resident", admission_id=observation.admission_id))
 
 

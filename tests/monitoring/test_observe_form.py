@@ -180,3 +180,30 @@ def test_a_discharged_resident_cannot_be_recorded_from_the_form(app, ward):
     assert response.status_code == 422
     assert "discharged" in response.get_data(as_text=True)
     assert observations(app, admission["id"]) == []
+
+
+def test_striking_on_the_tablet_leads_to_the_correction_linked_to_it(app, ward, clock):
+    admission = ward.admit()
+    url = f"/admissions/{admission['id']}/observe/ciwa-ar"
+    _, csrf, key = form_page(ward.nurse, admission["id"], "ciwa-ar")
+    ward.nurse.post(url, data=ciwa_form(21, csrf, key))
+    (wrong,) = observations(app, admission["id"])
+    clock.advance(minutes=20)
+    struck = ward.nurse.post(f"/observations/{wrong.id}/strike",
+                             data={"csrf_token": csrf, "reason": "Scored the wrong resident"})
+    assert struck.status_code == 302
+    assert struck.headers["Location"] == f"{url}?replaces={wrong.id}"
+    page = ward.nurse.get(struck.headers["Location"]).get_data(as_text=True)
+    assert 'data-testid="correcting"' in page and "Scored the wrong resident" in page
+    key = IDEMPOTENCY.search(page).group(1)
+    saved = ward.nurse.post(f"{url}?replaces={wrong.id}", data=ciwa_form(6, csrf, key, replaces=str(wrong.id)))
+    assert saved.status_code == 303
+    rows = {o.id: o for o in observations(app, admission["id"])}
+    (correction,) = [o for o in rows.values() if o.id != wrong.id]
+    assert (correction.total, correction.replaces_id) == (6, wrong.id)
+    assert correction.observed_at == wrong.observed_at  # recorded at the time of the struck one
+    assert rows[wrong.id].struck_at is not None  # both kept
+    # One correction per struck entry; an entry not struck cannot be "corrected" this way.
+    assert ward.nurse.get(f"{url}?replaces={wrong.id}").status_code == 404
+    assert ward.nurse.get(f"{url}?replaces={correction.id}").status_code == 404
+    assert ward.nurse.get(f"/admissions/{admission['id']}/observe/news2?replaces={wrong.id}").status_code == 404
