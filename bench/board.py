@@ -27,13 +27,12 @@ from bench.common import (  # noqa: E402
     ciwa_items,
     database,
     dispose,
-    figure,
     log,
     make_app,
     minutes,
-    parse_args,
     reset_schema,
     score_rows,
+    script_main,
     seed_unit,
     utc_now,
 )
@@ -160,10 +159,7 @@ def run(args) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv)
-    for name, value in run(args).items():
-        figure(name, value)
-    return 0
+    return script_main(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,14 @@ def parse_args(description: str, argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def script_main(run, description: str, argv=None) -> int:
+    """A benchmark script's entry point: parse the arguments, run, print each figure."""
+    args = parse_args(description, argv)
+    for name, value in run(args).items():
+        figure(name, value)
+    return 0
+
+
 def ciwa_items(total: int) -> dict[str, int]:
     """CIWA-Ar items adding up to ``total`` (0-67), filled 7 at a time (orientation last, 0-4)."""
     items, left = {}, total

@@ -26,12 +26,11 @@ from bench.common import (  # noqa: E402
     ciwa_items,
     database,
     dispose,
-    figure,
     gunicorn,
     log,
     make_app,
-    parse_args,
     reset_schema,
+    script_main,
     seed_unit,
     signed_in_session,
     utc_now,
@@ -130,10 +129,7 @@ def run(args) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv)
-    for name, value in run(args).items():
-        figure(name, value)
-    return 0
+    return script_main(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -181,7 +181,6 @@ def main(argv=None) -> None:
         reset_schema(app)
         start = datetime(2025, 11, 1, tzinfo=timezone.utc)
         seed_unit(app, "YEAR", nurses=1, now=start - timedelta(days=1))
-        manager_app_login = None
         with app.app_context():
             from unit import services
 
@@ -214,7 +213,6 @@ def main(argv=None) -> None:
         figure("report_escalations", counts["escalations"])
         figure("report_audit_events", counts["audit"])
         figure("report_ms_year", statistics.median(timings))
-        del manager_app_login
         dispose(app)
 
 
