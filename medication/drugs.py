@@ -20,6 +20,7 @@ class Drug:
     max_single_mg: float | None
     diazepam_equivalent: float | None = None  # mg diazepam per mg of this drug
     sedating: bool = True
+    strengths: tuple[str, ...] = ()  # what the unit stocks; the first is the default
 
     @property
     def witness_required(self) -> bool:
@@ -30,19 +31,21 @@ class Drug:
 DRUGS: dict[str, Drug] = {d.code: d for d in (
     # Diazepam 10 mg = chlordiazepoxide 25 mg = lorazepam 1 mg (CLINICAL.md s5).
     Drug("chlordiazepoxide", "Chlordiazepoxide", "benzodiazepine", 4, True, ("capsule",), ("oral",),
-         max_daily_mg=250, max_single_mg=50, diazepam_equivalent=10 / 25),
+         max_daily_mg=250, max_single_mg=50, diazepam_equivalent=10 / 25,
+         strengths=("10 mg", "5 mg")),
     Drug("diazepam", "Diazepam", "benzodiazepine", 4, True, ("tablet", "oral solution"), ("oral",),
-         max_daily_mg=None, max_single_mg=20, diazepam_equivalent=1.0),
+         max_daily_mg=None, max_single_mg=20, diazepam_equivalent=1.0,
+         strengths=("5 mg", "2 mg", "10 mg", "2 mg/5 mL")),
     Drug("lorazepam", "Lorazepam", "benzodiazepine", 4, True, ("tablet",), ("oral", "sublingual"),
-         max_daily_mg=8, max_single_mg=4, diazepam_equivalent=10.0),
+         max_daily_mg=8, max_single_mg=4, diazepam_equivalent=10.0, strengths=("1 mg", "2.5 mg")),
     Drug("methadone", "Methadone", "opioid", 2, True, ("oral solution 1 mg/mL",), ("oral",),
-         max_daily_mg=None, max_single_mg=None),
+         max_daily_mg=None, max_single_mg=None, strengths=("1 mg/mL",)),
     Drug("buprenorphine", "Buprenorphine", "opioid", 3, True, ("sublingual tablet",), ("sublingual",),
-         max_daily_mg=None, max_single_mg=None),
+         max_daily_mg=None, max_single_mg=None, strengths=("2 mg", "8 mg", "0.4 mg")),
     Drug("lofexidine", "Lofexidine", "alpha2_agonist", None, False, ("tablet",), ("oral",),
-         max_daily_mg=2.4, max_single_mg=0.8, sedating=False),
+         max_daily_mg=2.4, max_single_mg=0.8, sedating=False, strengths=("0.2 mg",)),
     Drug("thiamine", "Thiamine", "vitamin", None, False, ("tablet",), ("oral",),
-         max_daily_mg=300, max_single_mg=100, sedating=False),
+         max_daily_mg=300, max_single_mg=100, sedating=False, strengths=("100 mg", "50 mg")),
 )}
 
 # Buprenorphine induction (CLINICAL.md s5): first dose 2-4 mg, day 1 at most 12, day 2 at most 16.

@@ -37,6 +37,7 @@ class MedicationOrder(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(16))
     drug: Mapped[str] = mapped_column(sa.String(40))
     form: Mapped[str] = mapped_column(sa.String(40))
+    strength: Mapped[str | None] = mapped_column(sa.String(40))  # None only on orders made before
     route: Mapped[str] = mapped_column(sa.String(24))
     dose_mg: Mapped[float | None]              # per dose (prn, induction); fixed: per slot
     start_dose_mg: Mapped[float | None]        # fixed regimens

@@ -29,6 +29,8 @@ class OrderIn(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(ORDER_KINDS))
     drug = fields.String(required=True, validate=validate.OneOf(tuple(DRUGS)))
     form = fields.String(load_default=None, validate=validate.Length(max=40))
+    strength = fields.String(load_default=None, validate=validate.Length(max=40), metadata={
+        "description": "As stocked (e.g. \"10 mg\"); default the drug's usual strength"})
     route = fields.String(required=True, validate=validate.Length(min=2, max=24))
     dose_mg = StrictFloat(load_default=None, validate=validate.Range(min=0, min_inclusive=False, max=1000))
     start_dose_mg = StrictInt(load_default=None, validate=validate.Range(5, 100))
@@ -95,6 +97,7 @@ class OrderSchema(Schema):
     kind = fields.String()
     drug = fields.String()
     form = fields.String()
+    strength = fields.String(allow_none=True)
     route = fields.String()
     dose_mg = fields.Float(allow_none=True)
     start_dose_mg = fields.Float(allow_none=True)

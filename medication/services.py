@@ -119,6 +119,9 @@ def _check_order(admission: Admission, drug: Drug, body: dict, now: datetime) ->
     if body["route"] not in drug.routes:
         raise OrderInvalid(f"{drug.name} is not given by the {body['route']} route here.",
                            errors={"route": [f"One of: {', '.join(drug.routes)}."]})
+    if body.get("strength") is not None and body["strength"] not in drug.strengths:
+        raise OrderInvalid(f"{drug.name} is not stocked as {body['strength']!r} here.",
+                           errors={"strength": [f"One of: {', '.join(drug.strengths)}."]})
     if kind in ("prn", "induction"):
         if dose is None:
             raise OrderInvalid("A dose is required.", errors={"dose_mg": ["Required."]})
@@ -215,6 +218,7 @@ def create_order(actor: Staff, admission_id: int, body: dict, *, now: datetime,
     order = MedicationOrder(
         unit_id=admission.unit_id, admission_id=admission.id, kind=kind, drug=drug.code,
         form=body.get("form") or drug.forms[0], route=body["route"], dose_mg=body.get("dose_mg"),
+        strength=body.get("strength") or drug.strengths[0],
         start_dose_mg=body.get("start_dose_mg"), min_interval_minutes=body.get("min_interval_minutes"),
         max_daily_mg=body.get("max_daily_mg") or drug.max_daily_mg, trigger=body.get("trigger"),
         controlled=drug.cd_schedule is not None, cd_schedule=drug.cd_schedule, starts_at=starts_at,
@@ -322,11 +326,16 @@ def escalate_uncountersigned(now: datetime) -> list[MedicationOrder]:
         MedicationOrder.countersign_escalated_at.is_(None), MedicationOrder.countersign_due_at <= now)))
     for order in overdue:
         admission = db.session.get(Admission, order.admission_id)
+        prescriber = db.session.get(Staff, order.prescriber_id)
+        # To the prescriber (the visiting GP who phoned it in), whatever the unit's model.
+        route = "visiting_gp" if prescriber.role == "gp" else "on_site_doctor"
         raise_escalation(admission, Trigger("phone_order_not_countersigned", "soon",
-                                            f"Phone order {order.id} ({order.drug}) not countersigned within "
+                                            f"Phone order {order.id} ({order.drug}) by {prescriber.full_name} "
+                                            f"not countersigned within "
                                             f"{settings_for(order.unit_id)['countersign_hours']} hours",
                                             f"countersign:{order.id}"),
-                         source_type="medication_order", source_id=order.id, actor=None, now=now)
+                         source_type="medication_order", source_id=order.id, actor=None, now=now,
+                         route=route)
         order.countersign_escalated_at = now
     return overdue
 

@@ -17,6 +17,7 @@ from monitoring.models import Escalation, EscalationStep, MissedObservation, Obs
 from unit.models import Admission, Resident, Unit
 
 SHIFTS = (("night", 23, 7), ("early", 7, 15), ("late", 15, 23))  # local hours [from, to)
+PRESCRIBER_ROUTED = ("phone_order_not_countersigned",)
 
 
 def shift_of(hour: int) -> str:
@@ -165,7 +166,9 @@ def escalations_section(unit: Unit, start: datetime, end: datetime, model_histor
                              "reason": row.reason, "raised_at": row.raised_at.isoformat(),
                              "target_minutes": row.target_minutes,
                              "minutes_to_acknowledge": round(ack, 1) if ack is not None else None})
-        if row.route != "nurse_in_charge":
+        # Missed observations go to the nurse in charge and late countersignatures to the
+        # prescriber; every other escalation follows the care model in force when raised.
+        if row.route != "nurse_in_charge" and row.trigger not in PRESCRIBER_ROUTED:
             expected = "on_site_doctor" if model_then(row.raised_at) == "medically_managed" else "visiting_gp"
             if row.route != expected:
                 mismatched.append({"id": row.id, "route": row.route, "expected": expected,

@@ -233,6 +233,15 @@ def test_only_doctors_and_gps_prescribe(ward, role, status):
     assert count(ward.app, MedicationOrder) == 0
 
 
+def test_an_order_names_a_stocked_strength(ward):
+    admission = ward.admit()
+    assert order(ward.doctor, admission["id"], prn_chlordiazepoxide())["strength"] == "10 mg"  # usual
+    assert order(ward.doctor, admission["id"], {**prn_chlordiazepoxide(), "strength": "5 mg"})["strength"] == "5 mg"
+    problem = assert_problem(post(ward.doctor, f"/api/v1/admissions/{admission['id']}/orders",
+                                  {**prn_chlordiazepoxide(), "strength": "25 mg"}), 422, "order-invalid")
+    assert problem["errors"] == {"strength": ["One of: 10 mg, 5 mg."]}
+
+
 def test_order_needs_an_idempotency_key(ward):
     admission = ward.admit()
     response = ward.doctor.post(f"/api/v1/admissions/{admission['id']}/orders", json=fixed(20),
@@ -333,6 +342,8 @@ def test_uncountersigned_phone_order_escalates_after_24_hours(ward, app, clock):
         assert escalation.source_type == "medication_order" and escalation.source_id == late["id"]
         assert escalation.admission_id == admission["id"]
         assert "not countersigned within 24 hours" in escalation.reason
+        # To the GP who phoned it in, although this unit (managed) routes to its own doctor.
+        assert escalation.route == "visiting_gp"
         assert db.session.get(MedicationOrder, late["id"]).countersign_escalated_at == START + timedelta(hours=24)
 
         # The job runs every few minutes: the same order is escalated once.
@@ -340,6 +351,10 @@ def test_uncountersigned_phone_order_escalates_after_24_hours(ward, app, clock):
         assert escalate_uncountersigned(clock()) == []
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Escalation)) == 0 + 1
 
+    # The GP may answer it (the routed role), the on-site doctor may not.
+    escalation_id = ward.gp.get("/api/v1/escalations?status=open").get_json()[0]["id"]
+    assert ward.doctor.post(f"/api/v1/escalations/{escalation_id}/acknowledge").status_code == 403
+    assert ward.gp.post(f"/api/v1/escalations/{escalation_id}/acknowledge").status_code == 200
     # A late countersign is still recorded, and audited as late.
     clock.advance(hours=2)
     assert ward.gp.post(f"/api/v1/orders/{late['id']}/countersign").status_code == 200
