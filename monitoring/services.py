@@ -32,7 +32,7 @@ from monitoring.scales import (
     get_scale,
     grace_minutes,
 )
-from unit.audit import record_event
+from unit.audit import lock_heads, record_event
 from unit.models import Admission, Staff
 from unit.services import age_today, get_admission, protocol_settings
 from unit.errors import AdmissionNotActive
@@ -495,6 +495,7 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
             schedule.missed_through = slot
             slot += interval
     db.session.flush()
+    lock_heads(row.unit_id for row in missed)  # in unit order, before any escalation row
     for row in missed:
         record_event(unit_id=row.unit_id, actor=None, action="observation.missed",
                      entity_type="missed_observation", entity_id=row.id, now=now,

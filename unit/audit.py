@@ -84,6 +84,22 @@ def _forget_locked_heads(session, transaction) -> None:
         session.info.pop(_HEADS, None)
 
 
+def lock_heads(unit_ids) -> None:
+    """Lock the audit chain heads of these units now, in unit order, for this transaction.
+
+    Every write that records an event locks its unit's head, so the head is the first lock a
+    transaction should take: a job that locks other rows (escalations) first and the head
+    after could deadlock with a write that did the reverse. Jobs spanning several units call
+    this before locking anything else; the heads are then reused by ``record_event``.
+    """
+    heads = db.session.info.setdefault(_HEADS, {})
+    wanted = sorted(set(unit_ids) - set(heads))
+    if wanted:
+        for head in db.session.scalars(select(AuditChainHead).where(AuditChainHead.unit_id.in_(wanted))
+                                       .order_by(AuditChainHead.unit_id).with_for_update()):
+            heads[head.unit_id] = head
+
+
 def record_event(*, unit_id: int, actor: Staff | None, action: str, entity_type: str,
                  entity_id: Any, now: datetime, before: Any = None, after: Any = None,
                  resident_id: int | None = None) -> AuditEvent:
