@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from config.extensions import db
 from tests.items import CIWA_KEYS, NEWS2_ZERO, ciwa  # noqa: F401 (re-exported)
+from tests.unit.helpers import assert_problem  # noqa: F401 (re-exported)
 NEWS2_CALM = NEWS2_ZERO
 
 
@@ -83,15 +84,6 @@ def observe(client, admission_id: int, scale: str, items: dict, observed_at: dat
     response = post(client, f"/api/v1/admissions/{admission_id}/observations", body)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
-
-
-def assert_problem(response, status: int, type_suffix: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:800])
-    assert response.mimetype == "application/problem+json", response.mimetype
-    body = response.get_json()
-    if type_suffix is not None:
-        assert body["type"].endswith(type_suffix), body["type"]
-    return body
 
 
 def rows(app, model, *where, order_by=None) -> list:

@@ -9,10 +9,9 @@ import re
 import uuid
 from datetime import datetime, timezone
 
-import sqlalchemy as sa
 
-from config.extensions import db
 from tests.items import CIWA_KEYS, ciwa  # noqa: F401 (re-exported)
+from tests.unit.helpers import assert_problem, row_counts  # noqa: F401 (re-exported)
 
 
 COWS_KEYS = ("resting_pulse", "sweating", "restlessness", "pupil_size", "bone_joint_aches",
@@ -60,24 +59,6 @@ def iso(at: datetime) -> str:
 
 def parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def row_counts(app) -> dict[str, int]:
-    """The number of rows in every table."""
-    with app.app_context():
-        return {table.name: db.session.scalar(sa.select(sa.func.count()).select_from(table))
-                for table in db.metadata.sorted_tables}
-
-
-def assert_problem(response, status: int, type_suffix: str | None = None) -> dict:
-    """The response is a problem-details body with this status (and type)."""
-    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:800])
-    assert response.mimetype == "application/problem+json", response.mimetype
-    body = response.get_json()
-    assert body["status"] == status
-    if type_suffix is not None:
-        assert body["type"].endswith(type_suffix), body["type"]
-    return body
 
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

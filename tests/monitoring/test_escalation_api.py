@@ -22,6 +22,7 @@ from tests.monitoring.escalation_support import (
     parse,
     steps_of,
 )
+from tests.unit.helpers import assert_problem as problem
 from unit.models import Staff
 
 PUBLIC_FIELDS = {"id", "admission_id", "severity", "reason", "status", "route", "level", "raised_at",
@@ -33,15 +34,6 @@ def wards(app, make_unit, make_staff, login, admit):
     """wards(model="medically_monitored") -> a unit with every role signed in."""
     return lambda model="medically_monitored", emails=True: build_ward(
         app, make_unit, make_staff, login, admit, model, emails)
-
-
-def problem(response, status: int, type_suffix: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:600])
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    if type_suffix:
-        assert body["type"].endswith(type_suffix), body["type"]
-    return body
 
 
 # --- 2. routing by the care model -------------------------------------------------------------

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from config.extensions import db
 from tests.conftest import PASSWORD, FakeClock, referral
 from tests.items import CIWA_KEYS, NEWS2_ZERO, ciwa  # noqa: F401 (re-exported)
+from tests.unit.helpers import assert_problem as problem  # noqa: F401 (re-exported)
 
 UTC = timezone.utc
 # Sunday 2 March 2025, 12:00 UTC. London is on GMT until 30 March, so local days are UTC days
@@ -48,17 +49,6 @@ def post(client, url: str, body: dict | None = None, status: int | None = 201):
     if status is not None:
         assert response.status_code == status, (url, response.status_code, response.get_json())
     return response
-
-
-def problem(response, status: int, type_suffix: str | None = None) -> dict:
-    """A problem-details body with this status (and type)."""
-    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:600])
-    assert response.mimetype == "application/problem+json", response.mimetype
-    body = response.get_json()
-    assert body["status"] == status
-    if type_suffix is not None:
-        assert body["type"].endswith(type_suffix), body["type"]
-    return body
 
 
 @dataclass
