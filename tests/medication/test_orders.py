@@ -465,3 +465,18 @@ def test_an_order_retried_with_its_key_is_written_once(ward):
     assert again.get_json()["id"] == first.get_json()["id"]
     assert count(ward.app, MedicationOrder) == 1
     assert count(ward.app, ScheduledDose) == len(first.get_json()["scheduled"]) == 3 * 4 + 2 * 3 + 2 + 1  # from 20 mg: 20, 15, 10 qds, then tds, tds, bd, nocte
+
+
+def test_the_report_does_not_count_a_late_countersign_sent_to_the_gp_as_misrouted(ward, app, clock):
+    """On a managed unit escalations go to the on-site doctor, except a phone order's, which
+    goes to the GP who gave it: the inspector's routing check must not flag that one."""
+    admission = ward.admit()
+    order(ward.nurse, admission["id"], {**fixed(20), **phone(ward.usernames["gp"])})
+    with app.app_context():
+        clock.set(START + timedelta(hours=24))
+        assert len(escalate_uncountersigned(clock())) == 1
+    first, last = START.date().isoformat(), (START + timedelta(days=1)).date().isoformat()
+    report = ward.manager.get(f"/api/v1/audit/report?from={first}&to={last}").get_json()
+    escalations = report["escalations"]
+    assert escalations["by_route"] == {"visiting_gp": 1}
+    assert escalations["routing_matched_model"] is True and escalations["routing_mismatches"] == []
