@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, ParamSpec, TypeVar
 
@@ -74,12 +75,44 @@ def _sqlite_on_connect(dbapi_connection, connection_record) -> None:
     cursor.close()
 
 
+# Set while a unit of work runs: its SQLite transaction takes the write lock when it begins.
+_writing: ContextVar[bool] = ContextVar("sqlite_writing", default=False)
+
+
 @event.listens_for(Engine, "begin")
-def _sqlite_begin_immediate(conn) -> None:
-    # Deferred read-then-write transactions fail with "database is locked" under concurrent
-    # writers; taking the write lock up front makes them queue on the busy timeout instead.
+def _sqlite_begin(conn) -> None:
+    # SQLite has one writer at a time. A unit of work takes the write lock up front (BEGIN
+    # IMMEDIATE): a deferred read-then-write transaction fails with "database is locked" under
+    # concurrent writers, while an immediate one queues on the busy timeout. Everything else
+    # (sign-in checks, pages, reports) only reads: a deferred BEGIN lets those run beside a
+    # writer (WAL) instead of queueing behind it.
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        writing = _writing.get()
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+        conn.info["sqlite_writing"] = writing
+
+
+def _take_write_lock(session) -> None:
+    """Move a session that has only read so far into a write transaction (SQLite).
+
+    A request reads its sign-in before its unit of work starts. The read transaction ends and
+    an immediate one takes its place; what was read before is expired, so that the unit of
+    work decides on what it reads under the write lock. Objects in
+    ``session.info["keep_on_write"]`` (the signed-in member of staff, already checked) stay.
+    """
+    if not session.in_transaction() or session.get_bind().dialect.name != "sqlite":
+        return  # PostgreSQL locks rows; a session with no transaction begins immediate
+    connection = session.connection()  # begins BEGIN IMMEDIATE if nothing was read yet
+    if connection.info.get("sqlite_writing"):
+        return
+    keep = {id(obj) for obj in session.info.get("keep_on_write", ())}
+    session.flush()  # nothing is pending outside a unit of work; if it were, it goes first
+    connection.exec_driver_sql("COMMIT")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    connection.info["sqlite_writing"] = True
+    for obj in list(session.identity_map.values()):
+        if id(obj) not in keep:
+            session.expire(obj)
 
 
 P = ParamSpec("P")
@@ -114,7 +147,9 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
                 info["uow_depth"] -= 1
         info["uow_depth"] = 1
         info["after_commit"] = []
+        writing = _writing.set(True)
         try:
+            _take_write_lock(session())
             result = fn(*args, **kwargs)
             session.commit()
         except RecordedRefusal:
@@ -127,6 +162,7 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
             raise
         finally:
             info["uow_depth"] = 0
+            _writing.reset(writing)
         _run_after_commit(info)
         return result
 

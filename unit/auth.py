@@ -10,6 +10,7 @@ from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, has_app_context
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from config.db import unit_of_work
 from config.errors import Throttled, Unauthorized
@@ -129,7 +130,7 @@ def resolve_session(token: str | None, now: datetime, *, activity: bool = True) 
     """
     if not token:
         raise Unauthorized("Sign in first.")
-    session = db.session.get(StaffSession, _token_hash(token))
+    session = db.session.get(StaffSession, _token_hash(token), options=[joinedload(StaffSession.staff)])
     if session is None or session.revoked_at is not None:
         raise Unauthorized("Your session has ended. Sign in again.")
     idle: timedelta = current_app.config["SESSION_IDLE_TIMEOUT"]
@@ -145,6 +146,8 @@ def resolve_session(token: str | None, now: datetime, *, activity: bool = True) 
         raise Unauthorized("Your account is disabled.")
     if activity and now - session.last_seen_at > timedelta(seconds=60):
         _touch(session.token_hash, now)  # at most once a minute, to keep reads cheap
+    # Checked just now: a unit of work of this request takes it as it is (see config.db).
+    db.session.info["keep_on_write"] = (staff,)
     return staff
 
 
