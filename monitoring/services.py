@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from config.db import unit_of_work
 from config.errors import Forbidden
@@ -32,7 +33,7 @@ from monitoring.scales import (
     get_scale,
     grace_minutes,
 )
-from unit.audit import lock_heads, record_event
+from unit.audit import record_event
 from unit.models import Admission, Staff
 from unit.services import age_today, get_admission, protocol_settings
 from unit.errors import AdmissionNotActive
@@ -234,11 +235,13 @@ def _check_time(admission: Admission, observed_at: datetime, now: datetime,
 
 
 def _schedule_for(admission_id: int, code: str) -> ObservationSchedule | None:
+    """The active schedule, locked, with its last observation (read in the same query)."""
     return db.session.scalars(
         select(ObservationSchedule).where(ObservationSchedule.admission_id == admission_id,
                                           ObservationSchedule.scale == code,
                                           ObservationSchedule.active.is_(True))
-        .with_for_update()
+        .options(joinedload(ObservationSchedule.last_observation))
+        .with_for_update(of=ObservationSchedule)
     ).first()
 
 
@@ -495,7 +498,6 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
             schedule.missed_through = slot
             slot += interval
     db.session.flush()
-    lock_heads(row.unit_id for row in missed)  # in unit order, before any escalation row
     for row in missed:
         record_event(unit_id=row.unit_id, actor=None, action="observation.missed",
                      entity_type="missed_observation", entity_id=row.id, now=now,
