@@ -48,7 +48,7 @@ from monitoring.models import Observation
 from monitoring.scales import get_scale
 from monitoring.services import settings_for as monitoring_settings
 from monitoring.services import unit_bands
-from unit.audit import lock_heads, record_event
+from unit.audit import record_event
 from unit.auth import check_password
 from unit.errors import AdmissionNotActive
 from unit.models import Admission, Staff
@@ -324,7 +324,6 @@ def escalate_uncountersigned(now: datetime) -> list[MedicationOrder]:
     overdue = list(db.session.scalars(select(MedicationOrder).where(
         MedicationOrder.phone_order.is_(True), MedicationOrder.countersigned_at.is_(None),
         MedicationOrder.countersign_escalated_at.is_(None), MedicationOrder.countersign_due_at <= now)))
-    lock_heads(order.unit_id for order in overdue)  # the audit heads first, in unit order
     for order in overdue:
         admission = db.session.get(Admission, order.admission_id)
         prescriber = db.session.get(Staff, order.prescriber_id)

@@ -22,7 +22,7 @@ from monitoring.models import Escalation, EscalationStep, MissedObservation, Obs
 from monitoring.scales import CIWA_EMERGENCY_TOTAL, Band, get_scale
 from monitoring.services import settings_for as monitoring_settings
 from monitoring.services import unit_bands
-from unit.audit import lock_heads, record_event
+from unit.audit import record_event
 from unit.models import Admission, Staff
 from unit.services import get_admission, model_at, model_history, protocol_settings
 
@@ -351,7 +351,6 @@ def close_for_discharge(admission: Admission, actor: Staff, now: datetime) -> No
 # --- answering ------------------------------------------------------------------------------
 
 def _load(actor: Staff, escalation_id: int) -> Escalation:
-    lock_heads([actor.unit_id])  # before the escalation row, in the order every job takes them
     escalation = db.session.scalars(select(Escalation).where(Escalation.id == escalation_id)
                                     .with_for_update()).first()
     if escalation is None or escalation.unit_id != actor.unit_id:
@@ -445,8 +444,6 @@ def override(actor: Staff, escalation_id: int, *, reason: str, now: datetime) ->
 def re_escalate_due(now: datetime) -> list[Escalation]:
     """Every open escalation past its target goes to the next level of the paging policy."""
     due = (Escalation.status == "open", Escalation.escalate_at <= now)
-    # The audit heads first (as every clinical write takes them), then the escalations.
-    lock_heads(db.session.scalars(select(Escalation.unit_id).where(*due).distinct()))
     query = select(Escalation).where(*due).order_by(Escalation.escalate_at)
     if db.engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)

@@ -8,6 +8,7 @@ from json.encoder import encode_basestring
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,57 +75,61 @@ def start_chain(unit: Unit) -> None:
     db.session.add(AuditChainHead(unit_id=unit.id, seq=0, hash=GENESIS_HASH))
 
 
-_HEADS = "audit_chain_heads_locked"
+_PENDING = "audit_events_pending"
 
 
 @sa.event.listens_for(sa.orm.Session, "after_transaction_end")
-def _forget_locked_heads(session, transaction) -> None:
-    # The lock ends with the transaction (commit or rollback): the next one locks again.
+def _forget_pending_events(session, transaction) -> None:
+    # A rolled-back transaction leaves no events; a committed one wrote them.
     if transaction.parent is None:
-        session.info.pop(_HEADS, None)
-
-
-def lock_heads(unit_ids) -> None:
-    """Lock the audit chain heads of these units now, in unit order, for this transaction.
-
-    Every write that records an event locks its unit's head, so the head is the first lock a
-    transaction should take: a job that locks other rows (escalations) first and the head
-    after could deadlock with a write that did the reverse. Jobs spanning several units call
-    this before locking anything else; the heads are then reused by ``record_event``.
-    """
-    heads = db.session.info.setdefault(_HEADS, {})
-    wanted = sorted(set(unit_ids) - set(heads))
-    if wanted:
-        for head in db.session.scalars(select(AuditChainHead).where(AuditChainHead.unit_id.in_(wanted))
-                                       .order_by(AuditChainHead.unit_id).with_for_update()):
-            heads[head.unit_id] = head
+        session.info.pop(_PENDING, None)
 
 
 def record_event(*, unit_id: int, actor: Staff | None, action: str, entity_type: str,
                  entity_id: Any, now: datetime, before: Any = None, after: Any = None,
-                 resident_id: int | None = None) -> AuditEvent:
-    """Append an audit event in the caller's transaction (the chain head is row-locked).
+                 resident_id: int | None = None) -> None:
+    """Append an audit event to the caller's transaction; it is chained when it commits.
 
-    The head is locked and read once per transaction: a write that records several events
-    (an observation and its interval change) moves the same locked head on.
+    The events of a transaction are linked into their units' chains and written just before
+    the commit (``_chain_pending_events``), in the order they were recorded.
     """
-    heads = db.session.info.setdefault(_HEADS, {})
-    head = heads.get(unit_id)
-    if head is None:
-        head = heads[unit_id] = db.session.scalars(
-            select(AuditChainHead).where(AuditChainHead.unit_id == unit_id).with_for_update()
-        ).one()
-    event = AuditEvent(
-        unit_id=unit_id, seq=head.seq + 1, at=now,
-        actor_id=actor.id if actor else None, actor_role=actor.role if actor else None,
-        action=action, entity_type=entity_type,
-        entity_id=None if entity_id is None else str(entity_id), resident_id=resident_id,
-        before=jsonable(before), after=jsonable(after), prev_hash=head.hash,
-    )
-    event.hash = event_hash(event)
-    head.seq, head.hash = event.seq, event.hash
-    db.session.add(event)
-    return event
+    db.session.info.setdefault(_PENDING, []).append({
+        "unit_id": unit_id, "at": now, "actor_id": actor.id if actor else None,
+        "actor_role": actor.role if actor else None, "action": action,
+        "entity_type": entity_type, "entity_id": None if entity_id is None else str(entity_id),
+        "resident_id": resident_id, "before": jsonable(before), "after": jsonable(after)})
+
+
+@sa.event.listens_for(sa.orm.Session, "before_commit")
+def _chain_pending_events(session) -> None:
+    """Link the transaction's events into their units' chains and write them.
+
+    The chain heads are the last rows a transaction locks, in unit order, once everything
+    else is flushed; holding them, it waits for nothing else. So no two transactions can
+    deadlock over them, and each head is held only for the moment of the commit: writes to one
+    unit queue on their head for that moment alone.
+    """
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    session.flush()  # the rows the events name exist before the events (foreign keys)
+    heads_table = AuditChainHead.__table__
+    heads = {unit_id: [seq, hash_] for unit_id, seq, hash_ in session.execute(
+        select(heads_table.c.unit_id, heads_table.c.seq, heads_table.c.hash)
+        .where(heads_table.c.unit_id.in_(sorted({event["unit_id"] for event in pending})))
+        .order_by(heads_table.c.unit_id).with_for_update())}
+    for event in pending:
+        head = heads[event["unit_id"]]
+        event["seq"], event["prev_hash"] = head[0] + 1, head[1]
+        event["hash"] = _content_hash(SimpleNamespace(**event), canonical_json(event["before"]),
+                                      canonical_json(event["after"]))
+        head[:] = event["seq"], event["hash"]
+    session.execute(sa.insert(AuditEvent.__table__), pending)
+    session.execute(
+        sa.update(heads_table).where(heads_table.c.unit_id == sa.bindparam("head_unit"))
+        .values(seq=sa.bindparam("head_seq"), hash=sa.bindparam("head_hash")),
+        [{"head_unit": unit_id, "head_seq": seq, "head_hash": hash_}
+         for unit_id, (seq, hash_) in heads.items()])
 
 
 @dataclass

@@ -263,3 +263,41 @@ def test_the_chain_head_advances_with_each_event(app, busy_unit):
         first = db.session.scalars(sa.select(AuditEvent).where(
             AuditEvent.unit_id == unit_id, AuditEvent.seq == 1)).one()
         assert first.prev_hash == "0" * 64
+
+
+def test_events_are_chained_at_commit_per_unit_in_the_order_recorded(app, ctx):
+    # One transaction recording on two units, interleaved: each unit's chain takes its own
+    # events, in order, after what was there; a rolled-back transaction leaves no trace.
+    from config.db import unit_of_work
+    from unit import services
+    from unit.audit import record_event, verify_chain
+    from unit.models import AuditChainHead, AuditEvent
+
+    at = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+    first = services.create_unit("CA", "Chain A", "medically_monitored", now=at)
+    second = services.create_unit("CB", "Chain B", "medically_managed", now=at)
+    ids = (first.id, second.id)
+
+    @unit_of_work
+    def interleaved(fail: bool) -> None:
+        for n in range(3):
+            for unit_id in reversed(ids):
+                record_event(unit_id=unit_id, actor=None, action=f"test.step{n}",
+                             entity_type="test", entity_id=n, now=at)
+        if fail:
+            raise RuntimeError("rolled back")
+
+    interleaved(False)
+    heads_before = {h.unit_id: (h.seq, h.hash) for h in db.session.scalars(sa.select(AuditChainHead))}
+    with pytest.raises(RuntimeError):
+        interleaved(True)
+    db.session.expire_all()
+    assert {h.unit_id: (h.seq, h.hash) for h in db.session.scalars(sa.select(AuditChainHead))} == heads_before
+    for unit, unit_id in zip((first, second), ids):
+        events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.unit_id == unit_id)
+                                    .order_by(AuditEvent.seq)).all()
+        assert [e.action for e in events] == ["unit.create", "test.step0", "test.step1", "test.step2"]
+        assert [e.seq for e in events] == [1, 2, 3, 4]
+        assert all(e.prev_hash == p.hash for p, e in zip(events, events[1:]))
+        assert heads_before[unit_id] == (4, events[-1].hash)
+        assert verify_chain(unit).verified
