@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, g, redirect, request
+from flask import Response, g, redirect, request, session
 from flask_smorest import Blueprint
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
@@ -84,50 +84,80 @@ def fingerprint_of(*parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@unit_of_work
+class _KeyTaken(Exception):
+    """The key was stored by an earlier request while this one did the work again."""
+
+
 def run_once(key: str, fingerprint: str, produce: Callable[[], Response]) -> Response:
-    """Produce the response once per key in one transaction; replay it for a retry."""
-    unit_id, at = g.staff.unit_id, now()
-    insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)
-    claimed = db.session.execute(
-        insert(IdempotencyKey).values(unit_id=unit_id, key=key, fingerprint=fingerprint,
-                                      created_at=at, expires_at=at + KEY_LIFETIME)
-        .on_conflict_do_nothing(index_elements=["unit_id", "key"])
-        .returning(IdempotencyKey.id)
-    ).scalar()
-    if claimed is None:
-        # Another request with this key committed first (on PostgreSQL we waited for it).
-        first = db.session.scalars(select_key(unit_id, key)).one()
-        if first.fingerprint != fingerprint:
-            raise IdempotencyKeyReused(
-                f"The {HEADER} {key!r} was already used for a different request; use a new key "
-                "for a new write.")
-        if first.status_code is None:
-            raise IdempotencyKeyReused(f"The {HEADER} {key!r} is in use by a request that has "
-                                       "not finished; retry in a moment.")
-        if first.status_code in (302, 303):
-            replay = redirect(first.response["location"], code=first.status_code)
-        else:
-            replay = Response(json.dumps(first.response), status=first.status_code,
-                              mimetype="application/problem+json" if first.status_code >= 400
-                              else "application/json")
-        replay.headers["Idempotent-Replayed"] = "true"
-        return replay
+    """Produce the response once per key; replay the first one for a retry.
+
+    The key is stored with its response at the end of the write's own transaction (one row
+    written once). A retry does the work again, finds the key taken, rolls its work back and
+    replays the first response; on PostgreSQL a retry arriving while the first is still in
+    flight waits for it at the key's unique index. A write that fails keeps no key.
+    """
+    unit_id = g.staff.unit_id
+    flashes = list(session.get("_flashes", []))
+    try:
+        return _produce_once(unit_id, key, fingerprint, produce)
+    except _KeyTaken:
+        pass
+    except RecordedRefusal:
+        raise  # kept with its key: a retry replays it
+    except DomainError:
+        # Done again, the write may be refused (the resident was discharged since the first
+        # one, say): the retry still gets the first answer.
+        if db.session.scalars(select_key(unit_id, key)).first() is None:
+            raise
+    if flashes or "_flashes" in session:  # what the undone work said is not shown
+        session["_flashes"] = flashes
+    return _replay(unit_id, key, fingerprint)
+
+
+@unit_of_work
+def _produce_once(unit_id: int, key: str, fingerprint: str,
+                  produce: Callable[[], Response]) -> Response:
     try:
         response = produce()
     except RecordedRefusal as refusal:
         # The refusal is itself a record; a retry must see the same refusal, not a second one.
-        _store(claimed, domain_error_response(refusal))
+        if not _keep(unit_id, key, fingerprint, domain_error_response(refusal)):
+            raise _KeyTaken from None
         raise
-    _store(claimed, response)
+    if not _keep(unit_id, key, fingerprint, response):
+        raise _KeyTaken
     return response
 
 
-def _store(key_id: int, response: Response) -> None:
+def _keep(unit_id: int, key: str, fingerprint: str, response: Response) -> bool:
+    """Store the key with its response; False when another request stored it first."""
     body = ({"location": response.location} if response.status_code in (302, 303)
             else response.get_json(silent=True))
-    db.session.execute(sa.update(IdempotencyKey).where(IdempotencyKey.id == key_id).values(
-        status_code=response.status_code, response=body))
+    at, keys = now(), IdempotencyKey.__table__
+    insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)
+    return db.session.execute(
+        insert(keys).values(unit_id=unit_id, key=key, fingerprint=fingerprint,
+                            status_code=response.status_code, response=body, created_at=at,
+                            expires_at=at + KEY_LIFETIME)
+        .on_conflict_do_nothing(index_elements=["unit_id", "key"])
+        .returning(keys.c.id)
+    ).scalar() is not None
+
+
+def _replay(unit_id: int, key: str, fingerprint: str) -> Response:
+    first = db.session.scalars(select_key(unit_id, key)).one()
+    if first.fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            f"The {HEADER} {key!r} was already used for a different request; use a new key "
+            "for a new write.")
+    if first.status_code in (302, 303):
+        replay = redirect(first.response["location"], code=first.status_code)
+    else:
+        replay = Response(json.dumps(first.response), status=first.status_code,
+                          mimetype="application/problem+json" if first.status_code >= 400
+                          else "application/json")
+    replay.headers["Idempotent-Replayed"] = "true"
+    return replay
 
 
 def select_key(unit_id: int, key: str):

@@ -200,7 +200,28 @@ def test_two_copies_at_once_store_one_observation(app, ward, real_server, monkey
         assert replayed == ["", "true"]
         assert replies[0].json() == replies[1].json()
     assert observation_count(app, admission["id"]) == rounds
-    assert written == [f"round {n}" for n in range(rounds)]  # the service ran once per key
+    # The second copy did the work again, found the key taken and rolled its work back.
+    assert written == [f"round {n}" for n in range(rounds) for _ in (1, 2)]
     with app.app_context():
         stored = db.session.scalar(sa.select(sa.func.count()).select_from(IdempotencyKey))
     assert stored == rounds + 1  # one per round, and the admission's
+
+
+def test_a_retry_gets_the_first_reply_even_when_doing_it_again_would_be_refused(app, ward, clock):
+    # The tablet's reply was lost; by the time it retries the resident has been discharged.
+    # Done again, the write would be refused (409); the retry still gets the first reply.
+    admission = ward.admit()
+    body = {"scale": "ciwa-ar", "items": ciwa(6)}
+    the_key = key()
+    first = post_observation(ward.nurse, admission["id"], body, the_key)
+    assert first.status_code == 201
+    assert ward.nurse.post(f"/api/v1/admissions/{admission['id']}/discharge",
+                           json={"discharge_type": "completed"}).status_code == 200
+    after_discharge = row_counts(app)
+    again = post_observation(ward.nurse, admission["id"], body, the_key)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    assert row_counts(app) == after_discharge
+    # A new key is a new write, and is refused.
+    assert_problem(post_observation(ward.nurse, admission["id"], body, key()), 409)
