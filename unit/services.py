@@ -159,8 +159,7 @@ def protocol_settings(unit_id: int, section: str, defaults: dict[str, Any]) -> d
     """
     cache = db.session.info.setdefault(_PROTOCOLS, {})
     if unit_id not in cache:
-        protocol = _latest_protocol(unit_id)
-        cache[unit_id] = protocol.settings if protocol else {}
+        cache[unit_id] = db.session.scalar(_latest_protocol_query(unit_id)) or {}
     return {**defaults, **cache[unit_id].get(section, {})}
 
 
@@ -197,6 +196,12 @@ def _latest_protocol(unit_id: int) -> UnitProtocol | None:
         select(UnitProtocol).where(UnitProtocol.unit_id == unit_id)
         .order_by(UnitProtocol.version.desc()).limit(1)
     ).first()
+
+
+def _latest_protocol_query(unit_id: int):
+    """The settings of the unit's latest protocol version (no row: the defaults hold)."""
+    return (select(UnitProtocol.settings).where(UnitProtocol.unit_id == unit_id)
+            .order_by(UnitProtocol.version.desc()).limit(1))
 
 
 @unit_of_work
@@ -418,8 +423,22 @@ def _find_or_create_resident(unit_id: int, data: dict, now: datetime) -> Residen
 
 
 def get_admission(actor: Staff, admission_id: int) -> Admission:
-    """An admission of the actor's unit (another unit's is not found)."""
-    admission = db.session.get(Admission, admission_id) if 0 < admission_id <= MAX_ID else None
+    """An admission of the actor's unit (another unit's is not found).
+
+    What is done with an admission follows the unit's protocol: unless this transaction has
+    read it already, the protocol comes in the same query.
+    """
+    admission = None
+    if 0 < admission_id <= MAX_ID:
+        protocols = db.session.info.setdefault(_PROTOCOLS, {})
+        if actor.unit_id in protocols:
+            admission = db.session.get(Admission, admission_id)
+        else:
+            row = db.session.execute(
+                select(Admission, _latest_protocol_query(actor.unit_id).scalar_subquery())
+                .where(Admission.id == admission_id)).first()
+            if row is not None:
+                admission, protocols[actor.unit_id] = row[0], row[1] or {}
     if admission is None or admission.unit_id != actor.unit_id:
         raise AdmissionNotFound(f"There is no admission {admission_id} on your unit.")
     return admission
