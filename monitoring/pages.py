@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
-from sqlalchemy import select
+import sqlalchemy as sa
+from sqlalchemy import Row, select
 from marshmallow import ValidationError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -20,7 +21,8 @@ from config import outbox
 from config.idempotency import fingerprint_of, run_once
 from monitoring import escalations, services
 from monitoring.charts import Marker, score_chart
-from monitoring.models import NOT_DONE_REASONS, Escalation, Observation, ObservationSchedule
+from monitoring.models import (NOT_DONE_REASONS, Escalation, EscalationStep, Observation,
+                               ObservationSchedule)
 from monitoring.scales import SCALES
 from monitoring.schemas import RotaShiftIn
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
@@ -32,44 +34,47 @@ bp = Blueprint("monitoring_pages", __name__, template_folder="templates")
 
 # Filled when the app is assembled: medication adds doses as chart markers.
 chart_marker_hooks: list[Callable[[int, datetime, datetime], list[Marker]]] = []
-# Filled by escalation: {admission_id: HTML} for the board's escalation column.
 SHORT_NAMES = {"ciwa-ar": "CIWA-Ar", "cows": "COWS", "sows": "SOWS", "gmaws": "GMAWS", "news2": "NEWS2"}
 STATE_TEXT = {"ok": "", "due_soon": "due", "late": "LATE", "overdue": "OVERDUE"}
 
 
-@dataclass(frozen=True)
-class _LastScore:
-    status: str
+class _BoardLine(NamedTuple):
+    """A schedule as the board's cells print it: the scale's name and the band's text looked
+    up here, once, so that the macro only places values (two lines a resident, 300 residents)."""
+
+    scale: str  # the scale's short name
+    recorded: bool  # the last observation was scored (not "not done"): total, band, when
     total: int | None
-    band: str | None
-    observed_at: datetime
-
-
-@dataclass(frozen=True)
-class _BoardSchedule:
-    """What a board cell shows of a schedule: plain rows, not ORM objects (300 residents)."""
-    admission_id: int
-    scale: str
+    band: str | None  # CSS hook band-<band>
+    band_text: str
+    observed_at: datetime | None
     next_due_at: datetime
     interval_minutes: int
-    last_observation: _LastScore | None
 
 
-def _board_schedules(admission_ids: list[int]) -> dict[int, list[_BoardSchedule]]:
-    found: dict[int, list[_BoardSchedule]] = {i: [] for i in admission_ids}
-    if not admission_ids:
-        return found
+def _board_lines(unit_id: int, admission_ids: list[int],
+                 at: datetime) -> dict[int, list[tuple[_BoardLine, str]]]:
+    """Each resident's active schedules with their last observation, and each one's due state
+    (one query).
+
+    Selected by unit, not by a list of 300 ids (binding and planning those cost more than
+    the query on PostgreSQL); the unit's other admissions have no active schedule, and would
+    be left out if they had. Rows are unpacked, not read by name (a SQLAlchemy row's
+    attribute costs a Python call).
+    """
+    found: dict[int, list[tuple[_BoardLine, str]]] = {i: [] for i in admission_ids}
     rows = db.session.execute(
         select(ObservationSchedule.admission_id, ObservationSchedule.scale,
-               ObservationSchedule.next_due_at, ObservationSchedule.interval_minutes,
-               Observation.status, Observation.total, Observation.band, Observation.observed_at)
+               Observation.status, Observation.total, Observation.band, Observation.observed_at,
+               ObservationSchedule.next_due_at, ObservationSchedule.interval_minutes)
         .outerjoin(Observation, Observation.id == ObservationSchedule.last_observation_id)
-        .where(ObservationSchedule.admission_id.in_(admission_ids),
-               ObservationSchedule.active.is_(True))
+        .where(ObservationSchedule.unit_id == unit_id, ObservationSchedule.active.is_(True))
         .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
-    for admission_id, scale, due, interval, status, total, band, observed_at in rows:
-        last = _LastScore(status, total, band, observed_at) if status is not None else None
-        found[admission_id].append(_BoardSchedule(admission_id, scale, due, interval, last))
+    for admission_id, scale, status, total, band, observed_at, next_due_at, interval in rows:
+        if admission_id in found:
+            line = _BoardLine(SHORT_NAMES[scale], status == "recorded", total, band,
+                              (band or "").replace("_", " "), observed_at, next_due_at, interval)
+            found[admission_id].append((line, services.due_state(line, at)))
     return found
 
 
@@ -88,15 +93,11 @@ def _schedules_for(admission_ids: list[int]) -> dict[int, list[ObservationSchedu
     return found
 
 
-def board_cells(admissions: list[Admission], at: datetime) -> dict[int, list[Markup]]:
+def board_cells(unit_id: int, rows: list, at: datetime) -> dict[int, Markup]:
     """Last score and band per scale, and the next due time, for every resident (one query)."""
-    schedules = _board_schedules([a.id for a in admissions])
-    cells, macros = {}, partials("monitoring/_board_cells.html", names=SHORT_NAMES,
-                                   state_text=STATE_TEXT, now=at)
-    for admission in admissions:
-        rows = [(s, services.due_state(s, at)) for s in schedules[admission.id]]
-        cells[admission.id] = [macros.scores(rows), macros.due(rows)]
-    return cells
+    lines = _board_lines(unit_id, [row.id for row in rows], at)
+    macros = partials("monitoring/_board_cells.html", state_text=STATE_TEXT)
+    return {row.id: macros.schedules(lines[row.id]) for row in rows}
 
 
 def resident_sections(admission: Admission, at: datetime) -> list[Markup]:
@@ -227,17 +228,23 @@ def strike(observation_id: int):
 
 # --- escalations: board column and alerts, the doctor's queue, the rota -------------------------
 
-def _live_escalations(admission_ids: list[int]) -> dict[int, list[Escalation]]:
-    found: dict[int, list[Escalation]] = {i: [] for i in admission_ids}
-    if not admission_ids:
-        return found
-    rows = db.session.scalars(
-        select(Escalation).where(Escalation.admission_id.in_(admission_ids),
-                                 Escalation.status != "resolved")
-        .options(selectinload(Escalation.steps), joinedload(Escalation.acknowledged_by))
+def _live_escalations(unit_id: int, admission_ids: list[int]) -> dict[int, list[Row]]:
+    """Each resident's live escalations, oldest first, with whom they were last paged to and
+    who acknowledged them (one query; by unit, like ``_board_lines``)."""
+    found: dict[int, list[Row]] = {i: [] for i in admission_ids}
+    paged = (select(EscalationStep.detail)
+             .where(EscalationStep.escalation_id == Escalation.id, EscalationStep.kind == "notified")
+             .order_by(EscalationStep.id.desc()).limit(1).scalar_subquery())
+    rows = db.session.execute(
+        select(Escalation.admission_id, Escalation.severity, Escalation.status, Escalation.reason,
+               Escalation.level, Escalation.raised_at, Escalation.acknowledged_at,
+               Staff.full_name.label("acknowledged_by"), sa.func.coalesce(paged, "").label("paged"))
+        .outerjoin(Staff, Staff.id == Escalation.acknowledged_by_id)
+        .where(Escalation.unit_id == unit_id, Escalation.status != "resolved")
         .order_by(Escalation.raised_at))
-    for escalation in rows:
-        found[escalation.admission_id].append(escalation)
+    for row in rows:
+        if row.admission_id in found:
+            found[row.admission_id].append(row)
     return found
 
 
@@ -246,11 +253,12 @@ def _paged(escalation: Escalation) -> str:
     return notified[-1].detail if notified else ""
 
 
-def escalation_cells(admissions: list[Admission], at: datetime) -> dict[int, list[Markup]]:
-    """Each resident's live escalation: severity, reason, who it went to and when (two queries)."""
-    live = _live_escalations([a.id for a in admissions])
-    macros = partials("monitoring/_board_cells.html", paged=_paged, advice=escalations.advice, now=at)
-    return {a.id: [macros.escalation(live[a.id])] for a in admissions}
+def escalation_cells(unit_id: int, rows: list, at: datetime) -> dict[int, Markup]:
+    """Each resident's live escalation: severity, reason, who it went to and when (one query)."""
+    live = _live_escalations(unit_id, [row.id for row in rows])
+    macros = partials("monitoring/_board_cells.html")
+    calm = macros.escalation([])  # most residents: the same cell, rendered once
+    return {row.id: macros.escalation(live[row.id]) if live[row.id] else calm for row in rows}
 
 
 def board_alerts(unit_id: int, at: datetime) -> list[Markup]:

@@ -28,15 +28,31 @@ bp = Blueprint("unit_pages", __name__, template_folder="templates")
 class BoardExtension:
     """What another package adds to the ward board and the resident page.
 
-    ``cells(admissions, now)`` returns {admission_id: [cell HTML, one per header]} in a
-    constant number of queries; ``sections(admission, now)`` returns HTML blocks for the
-    resident page; ``alerts(unit_id, now)`` returns HTML shown above the board.
+    ``cells(unit_id, rows, now)`` returns {admission id: the row's cells, one ``<td>`` per
+    header, as one piece of HTML} for the board's rows (every active admission of the unit;
+    anything with an ``id``) in a constant number of queries; ``sections(admission, now)``
+    returns HTML blocks for the resident page; ``alerts(unit_id, now)`` returns HTML shown
+    above the board.
     """
 
     headers: tuple[str, ...] = ()
-    cells: Callable[[list, datetime], dict[int, list[Markup]]] | None = None
+    cells: Callable[[int, list, datetime], dict[int, Markup]] | None = None
     sections: Callable[[object, datetime], list[Markup]] | None = None
     alerts: Callable[[int, datetime], list[Markup]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRow:
+    """A resident as the board shows them, the texts made once here so that the template only
+    places them (300 rows, rendered again every 30 seconds on every tablet)."""
+
+    id: int
+    href: str  # the resident's page
+    name: str
+    details: str  # age, and the NHS number in groups of 3-3-4
+    substances: str
+    admitted_at: datetime
+    high_risk: bool
 
 
 def safe_next(target: str | None, default: str) -> str:
@@ -55,30 +71,37 @@ board_extensions: list[BoardExtension] = []
 def board():
     """The ward board: every active resident of the unit."""
     staff, at = current_staff(), now()
-    admissions = services.list_admissions(staff, status="active", detail=False)
-    headers, cells, alerts = [], {a.id: [] for a in admissions}, []
+    # One url_for for the page, not one per row: the resident page's path, the id appended.
+    resident_path = url_for("unit_pages.resident", admission_id=1).removesuffix("1")
+    rows = [_board_row(resident, resident_path, at)
+            for resident in services.list_board_residents(staff)]
+    headers, cells, alerts = [], {row.id: Markup() for row in rows}, []
     for extension in board_extensions:
         headers.extend(extension.headers)
-        found = extension.cells(admissions, at) if extension.cells else {}
-        blank = [Markup("<td></td>")] * len(extension.headers)
-        for admission in admissions:
-            cells[admission.id].extend(found.get(admission.id, blank))
+        found = extension.cells(staff.unit_id, rows, at) if extension.cells else {}
+        blank = Markup("<td></td>" * len(extension.headers))
+        for row in rows:
+            cells[row.id] += found.get(row.id, blank)
         if extension.alerts:
             alerts.extend(extension.alerts(staff.unit_id, at))
     return render_template(
-        "unit/board.html", admissions=[_board_row(a, at) for a in admissions],
-        headers=headers, cells=cells, alerts=alerts,
+        "unit/board.html", admissions=rows, headers=headers, cells=cells, alerts=alerts,
         checklists=services.open_checklists(staff.unit_id),
         model=services.model_at(staff.unit_id, at), labels=SETTING_LABELS)
 
 
-def _board_row(admission, at: datetime) -> dict:
-    """What the board shows of a resident (the referral stays unread: 300 rows at a glance)."""
-    resident = admission.resident
-    return {"id": admission.id, "substances": admission.substances, "high_risk": admission.high_risk,
-            "admitted_at": admission.admitted_at,
-            "resident": {"name": resident.name, "nhs_number": resident.nhs_number,
-                         "age": services.age_today(resident.date_of_birth, at)}}
+def _board_row(resident, resident_path: str, at: datetime) -> BoardRow:
+    """A row of ``list_board_residents`` as the board prints it (the referral stays unread).
+    The row is unpacked: a SQLAlchemy row's attribute costs a Python call."""
+    admission_id, substances, high_risk, admitted_at, name, nhs_number, date_of_birth = resident
+    details = f"{services.age_today(date_of_birth, at)} y"
+    if nhs_number:
+        grouped = (f"{nhs_number[:3]} {nhs_number[3:6]} {nhs_number[6:]}"
+                   if len(nhs_number) == 10 else nhs_number)
+        details += f" · NHS {grouped}"
+    return BoardRow(id=admission_id, href=f"{resident_path}{admission_id}", name=name,
+                    details=details, substances=", ".join(substances), admitted_at=admitted_at,
+                    high_risk=high_risk)
 
 
 def _referral_from_form(form) -> dict:

@@ -16,7 +16,7 @@ from config.errors import Forbidden, ValidationFailed
 from config.extensions import db
 from unit.audit import record_event, start_chain
 from unit.auth import hash_password
-from unit.competence import COMPETENCE_DEFAULTS, TIGHTEN_DIRECTION, assess_competence
+from unit.competence import COMPETENCE_DEFAULTS, TIGHTEN_DIRECTION, age_on, assess_competence
 from unit.errors import (
     AdmissionDeclined,
     AdmissionNotActive,
@@ -444,18 +444,27 @@ def get_admission(actor: Staff, admission_id: int) -> Admission:
     return admission
 
 
-def list_admissions(actor: Staff, *, status: str | None = None, detail: bool = True) -> list[Admission]:
-    """The unit's admissions, newest first, optionally by status.
-
-    ``detail`` loads what the API shows of each (referral, harm-reduction checklist) with
-    them; the ward board shows neither and leaves them out.
-    """
-    query = select(Admission).where(Admission.unit_id == actor.unit_id)
-    if detail:
-        query = query.options(selectinload(Admission.referral), selectinload(Admission.harm_reduction))
+def list_admissions(actor: Staff, *, status: str | None = None) -> list[Admission]:
+    """The unit's admissions, newest first, optionally by status, with what the API shows of
+    each (referral, harm-reduction checklist)."""
+    query = (select(Admission).where(Admission.unit_id == actor.unit_id)
+             .options(selectinload(Admission.referral), selectinload(Admission.harm_reduction)))
     if status:
         query = query.where(Admission.status == status)
     return list(db.session.scalars(query.order_by(Admission.admitted_at.desc(), Admission.id.desc())))
+
+
+def list_board_residents(actor: Staff) -> list[sa.Row]:
+    """The unit's active admissions as plain rows of what the ward board shows, newest first.
+
+    Columns, not ORM objects: for 300 residents building the objects cost more than the query.
+    """
+    return list(db.session.execute(
+        select(Admission.id, Admission.substances, Admission.high_risk, Admission.admitted_at,
+               Resident.name, Resident.nhs_number, Resident.date_of_birth)
+        .join(Resident, Resident.id == Admission.resident_id)
+        .where(Admission.unit_id == actor.unit_id, Admission.status == "active")
+        .order_by(Admission.admitted_at.desc(), Admission.id.desc())))
 
 
 @unit_of_work
@@ -526,6 +535,4 @@ def open_checklists(unit_id: int) -> list[HarmReductionChecklist]:
 
 def age_today(date_of_birth: date, now: datetime) -> int:
     """Age in whole years at ``now``."""
-    from unit.competence import age_on
-
     return age_on(date_of_birth, now.date())

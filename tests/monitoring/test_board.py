@@ -97,7 +97,7 @@ def test_the_monitoring_board_cells_run_a_constant_number_of_queries(app, ward, 
             admissions = list(db.session.scalars(sa.select(Admission).where(
                 Admission.unit_id == unit_id, Admission.status == "active")))
             with counting_statements(app) as statements:
-                cells = board_cells(admissions, clock.now)
+                cells = board_cells(unit_id, admissions, clock.now)
             assert set(cells) == {a.id for a in admissions}
             counts.append(len(statements))
     assert counts == [1, 1], counts
