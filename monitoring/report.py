@@ -5,12 +5,13 @@ import bisect
 import statistics
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from config.db import hour_bucket, minutes_between
+from config.db import hour_bucket, milliseconds_between
 from config.extensions import db
 from monitoring.escalations import rota_gaps
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation
@@ -31,7 +32,7 @@ def shift_of(hour: int) -> str:
 def observations_section(unit: Unit, start: datetime, end: datetime, zone: ZoneInfo) -> dict:
     """Per scale, resident and shift: due, on time, late (how late), missed; the worst gaps."""
     dialect = db.engine.dialect.name
-    late = minutes_between(Observation.due_at, Observation.observed_at, dialect)
+    late = milliseconds_between(Observation.due_at, Observation.observed_at, dialect)
     missed_slot = (select(MissedObservation.id).where(
         MissedObservation.admission_id == Observation.admission_id,
         MissedObservation.scale == Observation.scale, MissedObservation.due_at == Observation.due_at)
@@ -46,7 +47,7 @@ def observations_section(unit: Unit, start: datetime, end: datetime, zone: ZoneI
                    sa.func.sum(sa.case((is_late, 0), else_=1)),
                    sa.func.sum(sa.case((is_late, 1), else_=0)),
                    sa.func.sum(sa.case((Observation.status == "not_done", 1), else_=0)),
-                   sa.func.avg(sa.case((is_late, late))), sa.func.max(sa.case((is_late, late))))
+                   sa.func.sum(sa.case((is_late, late))), sa.func.max(sa.case((is_late, late))))
             .where(*answered).group_by(*keys)).all()
 
     def missed_by(*keys):
@@ -55,18 +56,18 @@ def observations_section(unit: Unit, start: datetime, end: datetime, zone: ZoneI
                                                  MissedObservation.due_at >= start,
                                                  MissedObservation.due_at < end).group_by(*keys))}
 
-    def figures(done, on_time, late_count, not_done, mean_late, max_late, missed) -> dict:
+    def figures(done, on_time, late_count, not_done, total_late, max_late, missed) -> dict:
         due = done + missed
         return {"due": due, "on_time": int(on_time or 0), "late": int(late_count or 0), "missed": missed,
                 "not_done": int(not_done or 0),
                 "on_time_rate": round((on_time or 0) / due, 4) if due else None,
-                "late_minutes_mean": round(mean_late, 1) if mean_late is not None else None,
-                "late_minutes_max": round(max_late, 1) if max_late is not None else None}
+                "late_minutes_mean": _minutes(total_late, int(late_count)) if late_count else None,
+                "late_minutes_max": _minutes(max_late) if max_late is not None else None}
 
     by_scale = {}
     missed = missed_by(MissedObservation.scale)
-    for scale, done, on_time, late_count, not_done, mean_late, max_late in tally(Observation.scale):
-        by_scale[scale] = figures(done, on_time, late_count, not_done, mean_late, max_late,
+    for scale, done, on_time, late_count, not_done, total_late, max_late in tally(Observation.scale):
+        by_scale[scale] = figures(done, on_time, late_count, not_done, total_late, max_late,
                                   missed.pop((scale,), 0))
     for (scale,), count in missed.items():
         by_scale[scale] = figures(0, 0, 0, 0, None, None, count)
@@ -74,8 +75,8 @@ def observations_section(unit: Unit, start: datetime, end: datetime, zone: ZoneI
     names = dict(db.session.execute(select(Admission.id, Resident.name).join(Resident).where(Admission.unit_id == unit.id)).all())
     by_resident = {}
     missed = missed_by(MissedObservation.admission_id)
-    for admission_id, done, on_time, late_count, not_done, mean_late, max_late in tally(Observation.admission_id):
-        by_resident[admission_id] = figures(done, on_time, late_count, not_done, mean_late, max_late,
+    for admission_id, done, on_time, late_count, not_done, total_late, max_late in tally(Observation.admission_id):
+        by_resident[admission_id] = figures(done, on_time, late_count, not_done, total_late, max_late,
                                             missed.pop((admission_id,), 0))
     for (admission_id,), count in missed.items():
         by_resident[admission_id] = figures(0, 0, 0, 0, None, None, count)
@@ -110,10 +111,16 @@ def observations_section(unit: Unit, start: datetime, end: datetime, zone: ZoneI
         "by_resident": [{"admission_id": a, "resident": names.get(a), **f} for a, f in sorted(by_resident.items())],
         "by_shift": shifts,
         "worst_late": [{"admission_id": a, "resident": names.get(a), "scale": s, "due_at": _iso(d),
-                        "observed_at": _iso(o), "late_minutes": round(m, 1)} for a, s, d, o, m in worst_late],
+                        "observed_at": _iso(o), "late_minutes": _minutes(m)} for a, s, d, o, m in worst_late],
         "worst_missed": [{"admission_id": a, "resident": names.get(a), "scale": s, "missed": n,
                           "from": _iso(first), "to": _iso(last)} for a, s, n, first, last in worst_missed],
     }
+
+
+def _minutes(milliseconds, count: int = 1) -> float:
+    """Milliseconds (a total over ``count``) as minutes to one decimal, from exact arithmetic:
+    a mean on a half rounds the same way on every engine."""
+    return float(round(Fraction(int(milliseconds), count * 60_000), 1))
 
 
 def _iso(value) -> str | None:
