@@ -156,8 +156,8 @@ def milliseconds_between(start, end, dialect: str):
     return sa.cast(sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86_400_000), sa.BigInteger)
 
 
-def hour_bucket(column, dialect: str):
-    """SQL for 'YYYY-MM-DD HH' of a UTC timestamp column on this engine."""
+def utc_hour(column, dialect: str):
+    """SQL for the hour of the day (an integer, 0-23) of a UTC timestamp column on this engine."""
     if dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
-    return sa.func.strftime("%Y-%m-%d %H", column)
+        return sa.cast(sa.extract("hour", sa.func.timezone("UTC", column)), sa.Integer)
+    return sa.cast(sa.func.strftime("%H", column), sa.Integer)
