@@ -183,15 +183,17 @@ def after_commit(callback: Callable[[], None]) -> None:
     info["after_commit"].append(callback)
 
 
-def minutes_between(start, end, dialect: str):
-    """SQL for the minutes from ``start`` to ``end`` (two timestamp columns) on this engine."""
+def milliseconds_between(start, end, dialect: str):
+    """SQL for the whole milliseconds from ``start`` to ``end`` (two timestamp columns) on this
+    engine: an integer on both, so that sums and means of them are exact and round alike."""
     if dialect == "postgresql":
-        return sa.extract("epoch", end - start) / 60.0
-    return (sa.func.julianday(end) - sa.func.julianday(start)) * 1440.0
+        return sa.cast(sa.func.round(sa.extract("epoch", end - start) * 1000), sa.BigInteger)
+    # SQLite's date functions count whole milliseconds; round away the float's last bits.
+    return sa.cast(sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86_400_000), sa.BigInteger)
 
 
-def hour_bucket(column, dialect: str):
-    """SQL for 'YYYY-MM-DD HH' of a UTC timestamp column on this engine."""
+def utc_hour(column, dialect: str):
+    """SQL for the hour of the day (an integer, 0-23) of a UTC timestamp column on this engine."""
     if dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
-    return sa.func.strftime("%Y-%m-%d %H", column)
+        return sa.cast(sa.extract("hour", sa.func.timezone("UTC", column)), sa.Integer)
+    return sa.cast(sa.func.strftime("%H", column), sa.Integer)

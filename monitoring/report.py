@@ -4,13 +4,15 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from config.db import hour_bucket, minutes_between
+from config.db import milliseconds_between, utc_hour
 from config.extensions import db
 from monitoring.escalations import rota_gaps
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation
@@ -29,91 +31,133 @@ def shift_of(hour: int) -> str:
 
 
 def observations_section(unit: Unit, start: datetime, end: datetime, zone: ZoneInfo) -> dict:
-    """Per scale, resident and shift: due, on time, late (how late), missed; the worst gaps."""
+    """Per scale, resident and shift: due, on time, late (how late), missed; the worst gaps.
+
+    One grouped pass over the period's observations (by resident, scale and shift, each shift
+    worked out in SQL) gives all three tables: a year is a quarter of a million rows.
+    """
     dialect = db.engine.dialect.name
-    late = minutes_between(Observation.due_at, Observation.observed_at, dialect)
+    late = milliseconds_between(Observation.due_at, Observation.observed_at, dialect)
     missed_slot = (select(MissedObservation.id).where(
         MissedObservation.admission_id == Observation.admission_id,
         MissedObservation.scale == Observation.scale, MissedObservation.due_at == Observation.due_at)
         .exists())
     answered = [Observation.unit_id == unit.id, Observation.due_at >= start, Observation.due_at < end,
                 Observation.struck_at.is_(None), Observation.replaces_id.is_(None), ~missed_slot]
+    missed_in_period = [MissedObservation.unit_id == unit.id, MissedObservation.due_at >= start,
+                        MissedObservation.due_at < end]
     is_late = Observation.observed_at > Observation.due_at
+    offsets = _offset_changes(start, end, zone)
+    shift = _shift_sql(Observation.due_at, offsets, dialect)
+    missed_shift = _shift_sql(MissedObservation.due_at, offsets, dialect)
 
-    def tally(*keys):
-        return db.session.execute(
-            select(*keys, sa.func.count(),
-                   sa.func.sum(sa.case((is_late, 0), else_=1)),
-                   sa.func.sum(sa.case((is_late, 1), else_=0)),
-                   sa.func.sum(sa.case((Observation.status == "not_done", 1), else_=0)),
-                   sa.func.avg(sa.case((is_late, late))), sa.func.max(sa.case((is_late, late))))
-            .where(*answered).group_by(*keys)).all()
-
-    def missed_by(*keys):
-        return {tuple(row[:-1]): row[-1] for row in db.session.execute(
-            select(*keys, sa.func.count()).where(MissedObservation.unit_id == unit.id,
-                                                 MissedObservation.due_at >= start,
-                                                 MissedObservation.due_at < end).group_by(*keys))}
-
-    def figures(done, on_time, late_count, not_done, mean_late, max_late, missed) -> dict:
-        due = done + missed
-        return {"due": due, "on_time": int(on_time or 0), "late": int(late_count or 0), "missed": missed,
-                "not_done": int(not_done or 0),
-                "on_time_rate": round((on_time or 0) / due, 4) if due else None,
-                "late_minutes_mean": round(mean_late, 1) if mean_late is not None else None,
-                "late_minutes_max": round(max_late, 1) if max_late is not None else None}
-
-    by_scale = {}
-    missed = missed_by(MissedObservation.scale)
-    for scale, done, on_time, late_count, not_done, mean_late, max_late in tally(Observation.scale):
-        by_scale[scale] = figures(done, on_time, late_count, not_done, mean_late, max_late,
-                                  missed.pop((scale,), 0))
-    for (scale,), count in missed.items():
-        by_scale[scale] = figures(0, 0, 0, 0, None, None, count)
+    by_scale: dict[str, _Tally] = defaultdict(_Tally)
+    by_resident: dict[int, _Tally] = defaultdict(_Tally)
+    by_shift: dict[str, _Tally] = defaultdict(_Tally)
+    answered_groups = db.session.execute(
+        select(Observation.admission_id, Observation.scale, shift, sa.func.count(),
+               sa.func.sum(sa.case((is_late, 0), else_=1)),
+               sa.func.sum(sa.case((is_late, 1), else_=0)),
+               sa.func.sum(sa.case((Observation.status == "not_done", 1), else_=0)),
+               sa.func.sum(sa.case((is_late, late))), sa.func.max(sa.case((is_late, late))))
+        .where(*answered).group_by(Observation.admission_id, Observation.scale, shift))
+    for admission_id, scale, shift_name, *counts in answered_groups:
+        for tally in (by_scale[scale], by_resident[admission_id], by_shift[shift_name]):
+            tally.add_answered(*counts)
+    missed_groups = db.session.execute(
+        select(MissedObservation.admission_id, MissedObservation.scale, missed_shift, sa.func.count())
+        .where(*missed_in_period)
+        .group_by(MissedObservation.admission_id, MissedObservation.scale, missed_shift))
+    for admission_id, scale, shift_name, count in missed_groups:
+        for tally in (by_scale[scale], by_resident[admission_id], by_shift[shift_name]):
+            tally.missed += count
 
     names = dict(db.session.execute(select(Admission.id, Resident.name).join(Resident).where(Admission.unit_id == unit.id)).all())
-    by_resident = {}
-    missed = missed_by(MissedObservation.admission_id)
-    for admission_id, done, on_time, late_count, not_done, mean_late, max_late in tally(Observation.admission_id):
-        by_resident[admission_id] = figures(done, on_time, late_count, not_done, mean_late, max_late,
-                                            missed.pop((admission_id,), 0))
-    for (admission_id,), count in missed.items():
-        by_resident[admission_id] = figures(0, 0, 0, 0, None, None, count)
-
-    by_shift: dict[str, Counter] = defaultdict(Counter)
-    bucket = hour_bucket(Observation.due_at, dialect)
-    for hour, done, on_time, late_count, not_done, _, _ in tally(bucket):
-        shift = shift_of(_local_hour(hour, zone))
-        by_shift[shift].update({"done": done, "on_time": on_time or 0, "late": late_count or 0,
-                                "not_done": not_done or 0})
-    for (hour,), count in missed_by(hour_bucket(MissedObservation.due_at, dialect)).items():
-        by_shift[shift_of(_local_hour(hour, zone))]["missed"] += count
-    shifts = {}
-    for name, _, _ in SHIFTS:
-        c = by_shift.get(name, Counter())
-        due = c["done"] + c["missed"]
-        shifts[name] = {"due": due, "on_time": c["on_time"], "late": c["late"], "missed": c["missed"],
-                        "not_done": c["not_done"], "on_time_rate": round(c["on_time"] / due, 4) if due else None}
-
+    # Ties are broken by time and resident, so that the same history always lists the same rows.
     worst_late = db.session.execute(
         select(Observation.admission_id, Observation.scale, Observation.due_at, Observation.observed_at, late)
-        .where(*answered, is_late).order_by(late.desc()).limit(10)).all()
+        .where(*answered, is_late)
+        .order_by(late.desc(), Observation.due_at, Observation.admission_id, Observation.scale).limit(10)).all()
     worst_missed = db.session.execute(
         select(MissedObservation.admission_id, MissedObservation.scale, sa.func.count(),
                sa.func.min(MissedObservation.due_at), sa.func.max(MissedObservation.due_at))
-        .where(MissedObservation.unit_id == unit.id, MissedObservation.due_at >= start,
-               MissedObservation.due_at < end)
+        .where(*missed_in_period)
         .group_by(MissedObservation.admission_id, MissedObservation.scale)
-        .order_by(sa.func.count().desc()).limit(10)).all()
+        .order_by(sa.func.count().desc(), MissedObservation.admission_id, MissedObservation.scale)
+        .limit(10)).all()
+    shift_keys = ("due", "on_time", "late", "missed", "not_done", "on_time_rate")
     return {
-        "by_scale": dict(sorted(by_scale.items())),
-        "by_resident": [{"admission_id": a, "resident": names.get(a), **f} for a, f in sorted(by_resident.items())],
-        "by_shift": shifts,
+        "by_scale": {scale: tally.figures() for scale, tally in sorted(by_scale.items())},
+        "by_resident": [{"admission_id": a, "resident": names.get(a), **tally.figures()}
+                        for a, tally in sorted(by_resident.items())],
+        "by_shift": {name: {k: v for k, v in by_shift[name].figures().items() if k in shift_keys}
+                     for name, _, _ in SHIFTS},
         "worst_late": [{"admission_id": a, "resident": names.get(a), "scale": s, "due_at": _iso(d),
-                        "observed_at": _iso(o), "late_minutes": round(m, 1)} for a, s, d, o, m in worst_late],
+                        "observed_at": _iso(o), "late_minutes": _minutes(m)} for a, s, d, o, m in worst_late],
         "worst_missed": [{"admission_id": a, "resident": names.get(a), "scale": s, "missed": n,
                           "from": _iso(first), "to": _iso(last)} for a, s, n, first, last in worst_missed],
     }
+
+
+@dataclass
+class _Tally:
+    """One row of a compliance table (a scale, a resident or a shift), summed from groups."""
+
+    done: int = 0
+    on_time: int = 0
+    late: int = 0
+    not_done: int = 0
+    missed: int = 0
+    late_ms_total: int = 0
+    late_ms_max: int | None = None
+
+    def add_answered(self, done, on_time, late, not_done, late_ms_total, late_ms_max) -> None:
+        self.done += done
+        self.on_time += int(on_time)
+        self.late += int(late)
+        self.not_done += int(not_done)
+        if late_ms_max is not None:  # the group had late observations
+            self.late_ms_total += int(late_ms_total)
+            self.late_ms_max = int(late_ms_max) if self.late_ms_max is None else max(self.late_ms_max,
+                                                                                     int(late_ms_max))
+
+    def figures(self) -> dict:
+        due = self.done + self.missed
+        return {"due": due, "on_time": self.on_time, "late": self.late, "missed": self.missed,
+                "not_done": self.not_done, "on_time_rate": round(self.on_time / due, 4) if due else None,
+                "late_minutes_mean": _minutes(self.late_ms_total, self.late) if self.late else None,
+                "late_minutes_max": _minutes(self.late_ms_max) if self.late_ms_max is not None else None}
+
+
+def _offset_changes(start: datetime, end: datetime, zone: ZoneInfo) -> list[tuple[datetime, int]]:
+    """The zone's UTC offset (whole minutes) over the period: each one with the UTC hour it
+    starts at, hour by hour from the hour holding ``start``."""
+    hour = start.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    changes: list[tuple[datetime, int]] = []
+    while hour < end:
+        offset = int(hour.astimezone(zone).utcoffset().total_seconds() // 60)
+        if not changes or offset != changes[-1][1]:
+            changes.append((hour, offset))
+        hour += timedelta(hours=1)
+    return changes
+
+
+def _shift_sql(due_at, offsets: list[tuple[datetime, int]], dialect: str):
+    """SQL for the shift of a due time: the shift of the local hour at the start of its UTC
+    hour, with the offset in force then (the period's offsets from ``_offset_changes``)."""
+    hour = utc_hour(due_at, dialect)
+
+    def by_hour(offset: int):
+        return sa.case({h: shift_of((h * 60 + offset) // 60 % 24) for h in range(24)}, value=hour)
+
+    whens = [(due_at < changed_at, by_hour(offset)) for (_, offset), (changed_at, _) in zip(offsets, offsets[1:])]
+    return sa.case(*whens, else_=by_hour(offsets[-1][1])) if whens else by_hour(offsets[-1][1])
+
+
+def _minutes(milliseconds, count: int = 1) -> float:
+    """Milliseconds (a total over ``count``) as minutes to one decimal, from exact arithmetic:
+    a mean on a half rounds the same way on every engine."""
+    return float(round(Fraction(int(milliseconds), count * 60_000), 1))
 
 
 def _iso(value) -> str | None:
@@ -124,11 +168,6 @@ def _iso(value) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.isoformat()
-
-
-def _local_hour(bucket: str, zone: ZoneInfo) -> int:
-    utc = datetime.strptime(bucket, "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
-    return utc.astimezone(zone).hour
 
 
 def escalations_section(unit: Unit, start: datetime, end: datetime, model_history: list[dict],

@@ -264,3 +264,24 @@ def test_the_report_page_shows_the_figures(history, ward):
                   "escalation_breaches", "cd_register"):
         assert f'data-table="{table}"' in html, table
     assert "Cara Cole" in html and "Over 30 units a day" in html and "Dee Declined" in html
+
+
+def test_late_minutes_mean_on_a_half_rounds_alike_on_every_engine(ward, clock):
+    # Ten and ten and a half minutes late: a mean of exactly 10.25 minutes. Late minutes are
+    # counted exactly (whole milliseconds), so the half rounds as Python rounds every figure
+    # (to even), not by the last bits of a float that differ between engines.
+    from tests.report.conftest import ciwa, parse, post
+
+    clock.set(at(3, 8))
+    ann = ward.admit("Ann Abbott")
+    clock.set(at(3, 8, 10))
+    first = post(ward.nurse, f"/api/v1/admissions/{ann['id']}/observations",
+                 {"scale": "ciwa-ar", "items": ciwa(5)}).get_json()
+    clock.set(parse(first["next_due_at"]) + timedelta(minutes=10, seconds=30))
+    post(ward.nurse, f"/api/v1/admissions/{ann['id']}/observations", {"scale": "ciwa-ar", "items": ciwa(5)})
+    clock.set(at(4, 12))
+    observations = ward.manager.get(f"/api/v1/audit/report?{PERIOD_QUERY}").get_json()["observations"]
+    ciwa_ar = observations["by_scale"]["ciwa-ar"]
+    assert (ciwa_ar["late"], ciwa_ar["late_minutes_max"], ciwa_ar["late_minutes_mean"]) == (2, 10.5, 10.2)
+    (resident,) = observations["by_resident"]
+    assert resident["late_minutes_mean"] == 10.2
