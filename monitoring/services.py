@@ -32,7 +32,7 @@ from monitoring.scales import (
     get_scale,
     grace_minutes,
 )
-from unit.audit import lock_heads, record_event
+from unit.audit import lock_heads, record_event, record_events
 from unit.models import Admission, Staff
 from unit.services import age_today, get_admission, protocol_settings
 from unit.errors import AdmissionNotActive
@@ -54,7 +54,8 @@ MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in 
 ObservationHook = Callable[[Observation, Admission, Staff, datetime], Any]
 observation_hooks: list[ObservationHook] = []
 refusal_hooks: list[ObservationHook] = []
-missed_hooks: list[Callable[[MissedObservation, datetime], Any]] = []
+# The missed hooks get all the slots one sweep flagged at once, so that they work in bulk.
+missed_hooks: list[Callable[[list[MissedObservation], datetime], Any]] = []
 
 
 def settings_for(unit_id: int) -> dict[str, Any]:
@@ -496,14 +497,13 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
             slot += interval
     db.session.flush()
     lock_heads(row.unit_id for row in missed)  # in unit order, before any escalation row
-    for row in missed:
-        record_event(unit_id=row.unit_id, actor=None, action="observation.missed",
-                     entity_type="missed_observation", entity_id=row.id, now=now,
-                     after={"admission_id": row.admission_id, "scale": row.scale,
-                            "due_at": row.due_at, "grace_minutes": row.grace_minutes})
-    for row in missed:
-        for hook in missed_hooks:
-            hook(row, now)
+    record_events([{"unit_id": row.unit_id, "actor": None, "action": "observation.missed",
+                    "entity_type": "missed_observation", "entity_id": row.id, "now": now,
+                    "after": {"admission_id": row.admission_id, "scale": row.scale,
+                              "due_at": row.due_at, "grace_minutes": row.grace_minutes}}
+                   for row in missed])
+    for hook in missed_hooks:
+        hook(missed, now)
     return missed
 
 
