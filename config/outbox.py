@@ -52,17 +52,37 @@ class OutboxMessage(db.Model):
 
 def enqueue(*, unit_id: int, dedup_key: str, recipient_staff_id: int | None,
             recipient_address: str | None, subject: str, body: str, ref_type: str | None,
-            ref_id: int | None, now: datetime) -> OutboxMessage | None:
+            ref_id: int | None, now: datetime) -> bool:
     """Queue a message in the caller's transaction; the same dedup_key is queued only once."""
-    exists = db.session.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key))
-    if exists:
-        return None
-    message = OutboxMessage(unit_id=unit_id, dedup_key=dedup_key, recipient_staff_id=recipient_staff_id,
-                            recipient_address=recipient_address, subject=subject[:300], body=body,
-                            ref_type=ref_type, ref_id=ref_id, status="pending", attempts=0,
-                            next_attempt_at=now, created_at=now)
-    db.session.add(message)
-    return message
+    return bool(enqueue_many([{"unit_id": unit_id, "dedup_key": dedup_key,
+                               "recipient_staff_id": recipient_staff_id,
+                               "recipient_address": recipient_address, "subject": subject,
+                               "body": body, "ref_type": ref_type, "ref_id": ref_id}], now=now))
+
+
+def enqueue_many(messages: list[dict], *, now: datetime) -> int:
+    """Queue messages (``enqueue``'s arguments, one dict each) in the caller's transaction.
+
+    A job paging many people (the due sweep) writes its messages in one INSERT, and reads the
+    keys already queued in one query per 500, not one per message. A dedup_key already queued,
+    or given twice, is queued once. Returns how many were queued.
+    """
+    keys = [message["dedup_key"] for message in messages]
+    seen: set[str] = set()
+    for start in range(0, len(keys), 500):
+        seen.update(db.session.scalars(sa.select(OutboxMessage.dedup_key)
+                                       .where(OutboxMessage.dedup_key.in_(keys[start:start + 500]))))
+    rows = []
+    for message in messages:
+        if message["dedup_key"] in seen:
+            continue
+        seen.add(message["dedup_key"])
+        rows.append({**message, "subject": message["subject"][:300], "status": "pending",
+                     "attempts": 0, "next_attempt_at": now, "last_error": None,
+                     "created_at": now, "sent_at": None})
+    if rows:
+        db.session.execute(sa.insert(OutboxMessage), rows)
+    return len(rows)
 
 
 def backoff(attempts: int) -> timedelta:

@@ -6,25 +6,34 @@ call (and, for an emergency, the nurse is told to call 999 now: no doctor is on 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from config.clock import local
 from config.db import unit_of_work
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
-from config.outbox import enqueue
+from config.outbox import enqueue_many
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, RotaShift
 from monitoring.scales import CIWA_EMERGENCY_TOTAL, Band, get_scale
 from monitoring.services import settings_for as monitoring_settings
 from monitoring.services import unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
-from unit.services import get_admission, model_at, model_history, protocol_settings
+from unit.services import (
+    get_admission,
+    load_protocols,
+    model_at,
+    model_history,
+    models_at,
+    protocol_settings,
+)
 
 ESCALATION_DEFAULTS: dict[str, Any] = {
     # CLINICAL.md s3: acknowledgement targets in minutes.
@@ -160,29 +169,59 @@ def raise_escalation(admission: Admission, trigger: Trigger, *, source_type: str
     unit_model = model_at(admission.unit_id, now)
     if route is None:
         route, unit_model = _doctor_route(admission.unit_id, now)
-    target = targets[trigger.severity]
-    escalation = Escalation(
+    escalation = _opened(admission, trigger, source_type=source_type, source_id=source_id,
+                         actor=actor, now=now, route=route, unit_model=unit_model,
+                         target=targets[trigger.severity])
+    db.session.add(escalation)
+    db.session.flush()
+    _step(escalation, now, "raised", f"{trigger.severity}: {trigger.reason}", actor)
+    _notify(escalation, now)
+    record_event(**_raise_event(escalation, admission, trigger, actor, now))
+    return escalation
+
+
+def _opened(admission: Admission, trigger: Trigger, *, source_type: str, source_id: int | None,
+            actor: Staff | None, now: datetime, route: str, unit_model: str,
+            target: int) -> Escalation:
+    return Escalation(
         unit_id=admission.unit_id, admission_id=admission.id, dedup_key=trigger.dedup_key,
         trigger=trigger.code, severity=trigger.severity, reason=trigger.reason,
         source_type=source_type, source_id=source_id, status="open", route=route,
         unit_model=unit_model, call_999=trigger.severity == "emergency", level=1,
         target_minutes=target, raised_at=now, escalate_at=now + timedelta(minutes=target),
         raised_by_id=actor.id if actor else None, updated_at=now)
-    db.session.add(escalation)
-    db.session.flush()
-    _step(escalation, now, "raised", f"{trigger.severity}: {trigger.reason}", actor)
-    _notify(escalation, now)
-    record_event(unit_id=admission.unit_id, actor=actor, action="escalation.raise",
-                 entity_type="escalation", entity_id=escalation.id,
-                 resident_id=admission.resident_id, now=now,
-                 after={"trigger": trigger.code, "severity": trigger.severity,
-                        "reason": trigger.reason, "route": route, "model": unit_model,
-                        "source": f"{source_type}:{source_id}"})
-    return escalation
+
+
+def _raise_event(escalation: Escalation, admission: Admission, trigger: Trigger,
+                 actor: Staff | None, now: datetime) -> dict[str, Any]:
+    """The audit event of a raised escalation (``record_event``'s arguments)."""
+    return {"unit_id": admission.unit_id, "actor": actor, "action": "escalation.raise",
+            "entity_type": "escalation", "entity_id": escalation.id,
+            "resident_id": admission.resident_id, "now": now,
+            "after": {"trigger": trigger.code, "severity": trigger.severity,
+                      "reason": trigger.reason, "route": escalation.route,
+                      "model": escalation.unit_model,
+                      "source": f"{escalation.source_type}:{escalation.source_id}"}}
 
 
 def _update(live: Escalation, trigger: Trigger, source_type: str, source_id: int | None,
             actor: Staff | None, now: datetime, targets: dict[str, int]) -> Escalation:
+    worse, step, event = _revise(live, trigger, source_type, source_id, actor, now, targets)
+    db.session.add(EscalationStep(**step))
+    if worse:
+        _notify(live, now)
+    record_event(**event)
+    return live
+
+
+def _revise(live: Escalation, trigger: Trigger, source_type: str, source_id: int | None,
+            actor: Staff | None, now: datetime,
+            targets: dict[str, int]) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+    """Apply a new trigger to the live escalation of its cause.
+
+    Returns whether it worsened (then the duty must be paged again), its step's row and its
+    audit event (``record_event``'s arguments), for the caller to write.
+    """
     worse = SEVERITY_RANK[trigger.severity] > SEVERITY_RANK[live.severity]
     before = {"severity": live.severity, "reason": live.reason, "status": live.status}
     live.updated_at = now
@@ -200,20 +239,23 @@ def _update(live: Escalation, trigger: Trigger, source_type: str, source_id: int
             live.status = "open"
             live.acknowledged_at, live.acknowledged_by_id = None, None
         live.escalate_at = now + timedelta(minutes=live.target_minutes)
-        _step(live, now, "worsened", f"now {trigger.severity}: {trigger.reason}", actor)
-        _notify(live, now)
+        step = _step_row(live, now, "worsened", f"now {trigger.severity}: {trigger.reason}", actor)
     else:
-        _step(live, now, "updated", f"latest: {trigger.reason}", actor)
-    record_event(unit_id=live.unit_id, actor=actor, action="escalation.update",
-                 entity_type="escalation", entity_id=live.id, now=now, before=before,
-                 after={"severity": live.severity, "reason": live.reason, "status": live.status})
-    return live
+        step = _step_row(live, now, "updated", f"latest: {trigger.reason}", actor)
+    event = {"unit_id": live.unit_id, "actor": actor, "action": "escalation.update",
+             "entity_type": "escalation", "entity_id": live.id, "now": now, "before": before,
+             "after": {"severity": live.severity, "reason": live.reason, "status": live.status}}
+    return worse, step, event
 
 
 def _step(escalation: Escalation, now: datetime, kind: str, detail: str, actor: Staff | None) -> None:
-    db.session.add(EscalationStep(escalation_id=escalation.id, at=now, kind=kind,
-                                  level=escalation.level, detail=detail,
-                                  staff_id=actor.id if actor else None))
+    db.session.add(EscalationStep(**_step_row(escalation, now, kind, detail, actor)))
+
+
+def _step_row(escalation: Escalation, now: datetime, kind: str, detail: str,
+              actor: Staff | None) -> dict[str, Any]:
+    return {"escalation_id": escalation.id, "at": now, "kind": kind, "level": escalation.level,
+            "detail": detail, "staff_id": actor.id if actor else None}
 
 
 def duty_for_level(escalation: Escalation, level: int) -> str:
@@ -224,12 +266,13 @@ def duty_for_level(escalation: Escalation, level: int) -> str:
     return levels[min(level - 2, len(levels) - 1)]
 
 
-def on_duty(unit_id: int, duty: str, at: datetime) -> list[RotaShift]:
-    """Rota shifts covering ``at`` for a duty."""
+def on_duty(unit_ids: Iterable[int], duty: str, at: datetime) -> list[RotaShift]:
+    """Rota shifts covering ``at`` for a duty on these units (with their staff), in one query."""
     return list(db.session.scalars(
-        select(RotaShift).where(RotaShift.unit_id == unit_id, RotaShift.duty == duty,
-                                RotaShift.starts_at <= at, RotaShift.ends_at > at,
-                                RotaShift.cancelled_at.is_(None)).order_by(RotaShift.id)))
+        select(RotaShift).options(joinedload(RotaShift.staff))
+        .where(RotaShift.unit_id.in_(unit_ids), RotaShift.duty == duty,
+               RotaShift.starts_at <= at, RotaShift.ends_at > at,
+               RotaShift.cancelled_at.is_(None)).order_by(RotaShift.id)))
 
 
 FALLBACK_ROLES = {"on_site_doctor": ("doctor",), "visiting_gp": ("gp",),
@@ -237,25 +280,45 @@ FALLBACK_ROLES = {"on_site_doctor": ("doctor",), "visiting_gp": ("gp",),
                   "clinical_lead": ("manager",)}
 
 
-def _recipients(escalation: Escalation, level: int, at: datetime) -> tuple[str, list[tuple[Staff | None, str | None]]]:
-    duty = duty_for_level(escalation, level)
-    shifts = on_duty(escalation.unit_id, duty, at)
-    if shifts:
-        return duty, [(s.staff, s.staff.email if s.staff else s.contact) for s in shifts]
-    # A gap in the rota: page everyone who could answer, rather than no one.
-    staff = db.session.scalars(select(Staff).where(
-        Staff.unit_id == escalation.unit_id, Staff.active.is_(True),
-        Staff.role.in_(FALLBACK_ROLES[duty])).order_by(Staff.id)).all()
-    return duty, [(s, s.email) for s in staff]
+Recipient = tuple[Staff | None, str | None]  # a member of staff or a rota contact, and the address
+
+
+def _recipients(unit_ids: Iterable[int], duty: str, at: datetime) -> dict[int, list[Recipient]]:
+    """Who is paged for a duty on each of these units at ``at``, read once for all of them."""
+    found: dict[int, list[Recipient]] = {unit_id: [] for unit_id in unit_ids}
+    for shift in on_duty(list(found), duty, at):
+        found[shift.unit_id].append((shift.staff, shift.staff.email if shift.staff else shift.contact))
+    gaps = [unit_id for unit_id, recipients in found.items() if not recipients]
+    if gaps:
+        # A gap in the rota: page everyone who could answer, rather than no one.
+        for staff in db.session.scalars(select(Staff).where(
+                Staff.unit_id.in_(gaps), Staff.active.is_(True),
+                Staff.role.in_(FALLBACK_ROLES[duty])).order_by(Staff.id)):
+            found[staff.unit_id].append((staff, staff.email))
+    return found
 
 
 def _notify(escalation: Escalation, now: datetime, level: int | None = None) -> None:
     admission = db.session.get(Admission, escalation.admission_id)
     level = level or escalation.level
-    duty, recipients = _recipients(escalation, level, now)
+    duty = duty_for_level(escalation, level)
+    recipients = _recipients([escalation.unit_id], duty, now)[escalation.unit_id]
     steps = db.session.scalar(select(sa.func.count()).select_from(EscalationStep)
                               .where(EscalationStep.escalation_id == escalation.id))
-    names = []
+    messages, notified = _pages(escalation, admission, duty, level, recipients, steps, now)
+    enqueue_many(messages, now=now)
+    db.session.add(EscalationStep(**notified))
+
+
+def _pages(escalation: Escalation, admission: Admission, duty: str, level: int,
+           recipients: list[Recipient], steps: int,
+           now: datetime) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The e-mails paging ``recipients`` (for ``enqueue_many``) and the step's row naming them.
+
+    Each message's key holds the escalation's step count, so a later page is a new message
+    and a retried one is not.
+    """
+    messages, names = [], []
     if escalation.overridden:
         # Nothing to acknowledge any more: say who overrode it and why.
         by = db.session.get(Staff, escalation.resolved_by_id)
@@ -280,13 +343,14 @@ def _notify(escalation: Escalation, now: datetime, level: int | None = None) -> 
         ]))
     for staff, address in recipients:
         key = f"esc:{escalation.id}:{steps}:{staff.id if staff else address}"
-        enqueue(unit_id=escalation.unit_id, dedup_key=key[:200],
-                recipient_staff_id=staff.id if staff else None, recipient_address=address,
-                subject=subject, body=body, ref_type="escalation", ref_id=escalation.id, now=now)
+        messages.append({"unit_id": escalation.unit_id, "dedup_key": key[:200],
+                         "recipient_staff_id": staff.id if staff else None,
+                         "recipient_address": address, "subject": subject, "body": body,
+                         "ref_type": "escalation", "ref_id": escalation.id})
         names.append(staff.full_name if staff else (address or "?"))
     detail = (f"Paged {DUTY_LABELS[duty]}: {', '.join(names)}" if names
               else f"No one to page as {DUTY_LABELS[duty]}: the rota has a gap and no fallback")
-    _step(escalation, now, "notified", detail, None)
+    return messages, _step_row(escalation, now, "notified", detail, None)
 
 
 # --- hooks called by observations and the sweep ----------------------------------------------
@@ -311,14 +375,101 @@ def on_repeated_refusal(observation: Observation, admission: Admission, actor: S
                                             source_id=observation.id, actor=actor, now=now))
 
 
-def on_missed(missed: MissedObservation, now: datetime) -> None:
-    """A missed observation goes to the nurse in charge (soon)."""
-    admission = db.session.get(Admission, missed.admission_id)
-    trigger = Trigger("missed_observation", "soon",
-                      f"{missed.scale.upper()} observation due at {local(missed.due_at):%H:%M} "
-                      f"was missed (over {missed.grace_minutes} min late)", f"missed:{missed.scale}")
-    raise_escalation(admission, trigger, source_type="missed_observation", source_id=missed.id,
-                     actor=None, now=now, route="nurse_in_charge")
+MISSED_ROUTE = "nurse_in_charge"  # CLINICAL.md s3: a missed observation goes to the nurse in charge
+
+
+def on_missed(rows: list[MissedObservation], now: datetime) -> None:
+    """Missed observations go to the nurse in charge (soon): one sweep's slots, in bulk.
+
+    Each slot raises (or updates) exactly what ``raise_escalation`` would, in the same order;
+    but a sweep after downtime flags hundreds of slots on many units, so each unit's
+    protocol, care model and nurse in charge are read once, the live escalations are locked
+    in one query, and the rows are written together.
+    """
+    if not rows:
+        return
+    unit_ids = sorted({row.unit_id for row in rows})
+    load_protocols(unit_ids)
+    admissions = _admissions({row.admission_id for row in rows})
+    triggers = [_missed_trigger(row) for row in rows]
+    live = _live_escalations({(row.admission_id, trigger.dedup_key)
+                              for row, trigger in zip(rows, triggers)})
+    # The first slot of a cause with no live escalation opens one (later slots of the same
+    # cause update it below); all are inserted in one statement, for their ids.
+    opening_units = {row.unit_id for row, trigger in zip(rows, triggers)
+                     if (row.admission_id, trigger.dedup_key) not in live}
+    models = models_at(opening_units, now) if opening_units else {}
+    opened: dict[int, Escalation] = {}
+    for row, trigger in zip(rows, triggers):
+        cause = (row.admission_id, trigger.dedup_key)
+        if cause not in live:
+            live[cause] = opened[row.id] = _opened(
+                admissions[row.admission_id], trigger, source_type="missed_observation",
+                source_id=row.id, actor=None, now=now, route=MISSED_ROUTE,
+                unit_model=models[row.unit_id],
+                target=settings_for(row.unit_id)["targets"][trigger.severity])
+    db.session.add_all(opened.values())
+    db.session.flush()
+    recipients = (_recipients({escalation.unit_id for escalation in opened.values()}, MISSED_ROUTE, now)
+                  if opened else {})
+    # What each slot writes, in slot order; then each kind of row in one statement.
+    steps: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for row, trigger in zip(rows, triggers):
+        admission = admissions[row.admission_id]
+        escalation = opened.get(row.id)
+        if escalation is None:
+            worse, step, event = _revise(live[(row.admission_id, trigger.dedup_key)], trigger,
+                                         "missed_observation", row.id, None, now,
+                                         settings_for(row.unit_id)["targets"])
+            # "soon" is the lowest severity: a missed slot never worsens an escalation, so it
+            # never pages anyone again.
+            assert not worse
+            steps.append(step)
+            events.append(event)
+            continue
+        steps.append(_step_row(escalation, now, "raised", f"{trigger.severity}: {trigger.reason}", None))
+        # A new escalation's one step so far is "raised": the count that keys its first page.
+        paged, notified = _pages(escalation, admission, MISSED_ROUTE, escalation.level,
+                                 recipients[row.unit_id], 1, now)
+        messages += paged
+        steps.append(notified)
+        events.append(_raise_event(escalation, admission, trigger, None, now))
+    db.session.execute(sa.insert(EscalationStep), steps)
+    enqueue_many(messages, now=now)
+    for event in events:
+        record_event(**event)
+
+
+def _missed_trigger(missed: MissedObservation) -> Trigger:
+    return Trigger("missed_observation", "soon",
+                   f"{missed.scale.upper()} observation due at {local(missed.due_at):%H:%M} "
+                   f"was missed (over {missed.grace_minutes} min late)", f"missed:{missed.scale}")
+
+
+CHUNK = 500  # ids or keys per IN list
+
+
+def _admissions(ids: Iterable[int]) -> dict[int, Admission]:
+    ids = sorted(ids)
+    return {admission.id: admission
+            for start in range(0, len(ids), CHUNK)
+            for admission in db.session.scalars(select(Admission)
+                                                .where(Admission.id.in_(ids[start:start + CHUNK])))}
+
+
+def _live_escalations(causes: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Escalation]:
+    """The unresolved escalations for these (admission, dedup key) causes, locked."""
+    causes = sorted(causes)
+    found = {}
+    for start in range(0, len(causes), CHUNK):
+        for escalation in db.session.scalars(
+                select(Escalation).where(
+                    sa.tuple_(Escalation.admission_id, Escalation.dedup_key).in_(causes[start:start + CHUNK]),
+                    Escalation.status != "resolved").order_by(Escalation.id).with_for_update()):
+            found[(escalation.admission_id, escalation.dedup_key)] = escalation
+    return found
 
 
 @unit_of_work

@@ -55,7 +55,8 @@ MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in 
 ObservationHook = Callable[[Observation, Admission, Staff, datetime], Any]
 observation_hooks: list[ObservationHook] = []
 refusal_hooks: list[ObservationHook] = []
-missed_hooks: list[Callable[[MissedObservation, datetime], Any]] = []
+# The missed hooks get all the slots one sweep flagged at once, so that they work in bulk.
+missed_hooks: list[Callable[[list[MissedObservation], datetime], Any]] = []
 
 
 def settings_for(unit_id: int) -> dict[str, Any]:
@@ -503,9 +504,8 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
                      entity_type="missed_observation", entity_id=row.id, now=now,
                      after={"admission_id": row.admission_id, "scale": row.scale,
                             "due_at": row.due_at, "grace_minutes": row.grace_minutes})
-    for row in missed:
-        for hook in missed_hooks:
-            hook(row, now)
+    for hook in missed_hooks:
+        hook(missed, now)
     return missed
 
 

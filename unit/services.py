@@ -1,7 +1,7 @@
 """Services of the unit package: the only place its domain rules live."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -97,6 +97,25 @@ def model_at(unit_id: int, at: datetime) -> str:
     return model
 
 
+def models_at(unit_ids: Iterable[int], at: datetime) -> dict[int, str]:
+    """The care model each unit followed at ``at``, as ``model_at`` says, in one query.
+
+    For a job spanning many units (the due sweep): one read instead of one per unit.
+    """
+    wanted = sorted(set(unit_ids))
+    ranked = select(
+        CareModelChange.unit_id, CareModelChange.model,
+        sa.func.row_number().over(
+            partition_by=CareModelChange.unit_id,
+            order_by=(CareModelChange.effective_at.desc(), CareModelChange.id.desc())).label("rank"),
+    ).where(CareModelChange.unit_id.in_(wanted), CareModelChange.effective_at <= at).subquery()
+    models = dict(db.session.execute(select(ranked.c.unit_id, ranked.c.model)
+                                     .where(ranked.c.rank == 1)).all())
+    if len(models) < len(wanted):
+        raise CareModelChangeInvalid(f"The unit had no declared model at {at.isoformat()}.")
+    return models
+
+
 def model_history(unit_id: int) -> list[CareModelChange]:
     """Every declaration of the unit's model, oldest first."""
     return list(db.session.scalars(
@@ -161,6 +180,26 @@ def protocol_settings(unit_id: int, section: str, defaults: dict[str, Any]) -> d
     if unit_id not in cache:
         cache[unit_id] = db.session.scalar(_latest_protocol_query(unit_id)) or {}
     return {**defaults, **cache[unit_id].get(section, {})}
+
+
+def load_protocols(unit_ids: Iterable[int]) -> None:
+    """Read the latest protocol of many units in one query into this transaction's cache.
+
+    For a job spanning many units (the due sweep), so that ``protocol_settings`` then reads
+    nothing: one query instead of one per unit.
+    """
+    cache = db.session.info.setdefault(_PROTOCOLS, {})
+    wanted = sorted(set(unit_ids) - set(cache))
+    if not wanted:
+        return
+    latest = (select(UnitProtocol.unit_id, sa.func.max(UnitProtocol.version).label("version"))
+              .where(UnitProtocol.unit_id.in_(wanted)).group_by(UnitProtocol.unit_id).subquery())
+    for protocol in db.session.scalars(select(UnitProtocol).join(
+            latest, sa.and_(UnitProtocol.unit_id == latest.c.unit_id,
+                            UnitProtocol.version == latest.c.version))):
+        cache[protocol.unit_id] = protocol.settings
+    for unit_id in wanted:
+        cache.setdefault(unit_id, {})
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from tests.monitoring.escalation_support import (
     cows,
     escalation_rows,
     gmaws,
+    iso,
     observe,
     outbox_rows,
     parse,
@@ -289,6 +290,129 @@ def test_repeated_misses_do_not_duplicate(wards, app, clock):
     assert all(r.severity == "soon" and r.status == "open" for r in rows)
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(MissedObservation)) == 8
+
+
+def sweep_writes(app, unit_code: str, detected_at: datetime) -> dict:
+    """What one sweep wrote on a unit: its missed rows (flagging order), and the unit's audit
+    events, escalations (with their steps) and outbox messages from that moment, in order."""
+    from config.outbox import OutboxMessage
+    from monitoring.models import Escalation, EscalationStep, MissedObservation
+    from unit.models import AuditEvent, Unit
+
+    with app.app_context():
+        unit_id = db.session.scalar(sa.select(Unit.id).where(Unit.code == unit_code))
+        missed = db.session.execute(
+            sa.select(MissedObservation.id, MissedObservation.admission_id, MissedObservation.scale,
+                      MissedObservation.due_at)
+            .where(MissedObservation.unit_id == unit_id, MissedObservation.detected_at == detected_at)
+            .order_by(MissedObservation.id)).all()
+        events = db.session.execute(
+            sa.select(AuditEvent.action, AuditEvent.entity_id, AuditEvent.after)
+            .where(AuditEvent.unit_id == unit_id, AuditEvent.at == detected_at)
+            .order_by(AuditEvent.seq)).all()
+        escalations = {row.id: row for row in db.session.execute(
+            sa.select(Escalation.id, Escalation.admission_id, Escalation.dedup_key, Escalation.status,
+                      Escalation.reason, Escalation.source_id, Escalation.target_minutes,
+                      Escalation.unit_model)
+            .where(Escalation.unit_id == unit_id))}
+        steps = {}
+        for escalation_id, kind in db.session.execute(
+                sa.select(EscalationStep.escalation_id, EscalationStep.kind)
+                .where(EscalationStep.escalation_id.in_(list(escalations)), EscalationStep.at == detected_at)
+                .order_by(EscalationStep.id)):
+            steps.setdefault(escalation_id, []).append(kind)
+        messages = db.session.execute(
+            sa.select(OutboxMessage.ref_id, OutboxMessage.dedup_key, OutboxMessage.recipient_address)
+            .where(OutboxMessage.unit_id == unit_id, OutboxMessage.created_at == detected_at)
+            .order_by(OutboxMessage.id)).all()
+    return {"missed": missed, "events": events, "escalations": escalations, "steps": steps,
+            "messages": messages}
+
+
+def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(wards, app, clock, make_staff):
+    """After downtime one sweep flags many slots on several units at once: each slot is
+    escalated as if alone, in flagging order (a cause's first slot opens its escalation, the
+    next ones update it), with each unit's own protocol and paging, and every chain verifies."""
+    from config.clock import local
+    from monitoring.services import flag_missed_observations
+
+    start = clock.now
+    managed = wards("medically_managed")       # a nurse in charge on the rota
+    monitored = wards("medically_monitored")   # no rota: every nurse is paged
+    for ward in (managed, monitored):
+        make_staff(ward.code, "nurse", username=f"{ward.code.lower()}-nurse2",
+                   email=f"{ward.code.lower()}-nurse2@example.org")
+    assert monitored.manager.post("/api/v1/unit/protocol", json={
+        "section": "escalation", "values": {"targets": {"soon": 90}},
+        "reason": "Local policy"}).status_code == 201
+    assert managed.manager.post("/api/v1/rota", json={
+        "duty": "nurse_in_charge", "staff_id": managed.staff_id("nurse"),
+        "starts_at": iso(start - timedelta(hours=1)),
+        "ends_at": iso(start + timedelta(hours=12))}).status_code == 201
+    for ward in (managed, monitored):
+        for _ in range(3):
+            ward.admit(substances=("alcohol",))   # CIWA-Ar and NEWS2 due now, hourly at first
+            clock.advance(minutes=1)
+    paged = {managed.code: [managed.email("nurse")],
+             monitored.code: [monitored.email("nurse"), f"{monitored.code.lower()}-nurse2@example.org"]}
+    target = {managed.code: 120, monitored.code: 90}
+
+    first_sweep = clock.set(start + timedelta(minutes=25)) or clock.now
+    with app.app_context():
+        assert len(flag_missed_observations(first_sweep)) == 12
+    for ward in (managed, monitored):
+        wrote = sweep_writes(app, ward.code, first_sweep)
+        assert len(wrote["missed"]) == 6
+        by_source = {e.source_id: e for e in wrote["escalations"].values()}
+        opened = [by_source[row.id] for row in wrote["missed"]]   # one per slot, in slot order
+        assert [e.id for e in opened] == sorted(e.id for e in opened)
+        assert [(e.action, e.entity_id) for e in wrote["events"]] == (
+            [("observation.missed", str(row.id)) for row in wrote["missed"]]
+            + [("escalation.raise", str(e.id)) for e in opened])
+        assert {e.target_minutes for e in opened} == {target[ward.code]}
+        assert all(wrote["steps"][e.id] == ["raised", "notified"] for e in opened)
+        assert [(m.ref_id, m.recipient_address) for m in wrote["messages"]] == [
+            (e.id, address) for e in opened for address in paged[ward.code]]
+
+    # The managed unit's first resident is seen; the scheduler is then down for 3 hours, so
+    # two more hourly slots of every schedule are past grace.
+    clock.advance(minutes=5)
+    resolved = set()
+    for escalation in escalation_rows(app, managed.admitted[0]["id"]):
+        assert managed.manager.post(f"/api/v1/escalations/{escalation.id}/resolve",
+                                    json={"outcome": "Seen"}).status_code == 200
+        resolved.add((escalation.admission_id, escalation.dedup_key))
+    second_sweep = clock.set(start + timedelta(hours=3, minutes=4)) or clock.now
+    with app.app_context():
+        assert len(flag_missed_observations(second_sweep)) == 24
+    for ward in (managed, monitored):
+        wrote = sweep_writes(app, ward.code, second_sweep)
+        missed = wrote["missed"]
+        assert len(missed) == 12
+        live = {(e.admission_id, e.dedup_key): e for e in wrote["escalations"].values() if e.status == "open"}
+        expected, raised = [("observation.missed", str(row.id)) for row in missed], []
+        for row in missed:
+            cause = (row.admission_id, f"missed:{row.scale}")
+            if cause in resolved and live[cause].id not in raised:
+                raised.append(live[cause].id)
+                expected.append(("escalation.raise", str(live[cause].id)))
+            else:
+                expected.append(("escalation.update", str(live[cause].id)))
+        assert [(e.action, e.entity_id) for e in wrote["events"]] == expected
+        for cause, escalation in live.items():
+            latest = [row for row in missed if (row.admission_id, f"missed:{row.scale}") == cause][-1]
+            assert escalation.source_id == latest.id
+            with app.app_context():
+                assert f"due at {local(latest.due_at):%H:%M} was missed" in escalation.reason
+            assert wrote["steps"][escalation.id] == (
+                ["raised", "notified", "updated"] if escalation.id in raised else ["updated", "updated"])
+        assert len(raised) == (2 if ward is managed else 0)
+        assert [(m.ref_id, m.dedup_key, m.recipient_address) for m in wrote["messages"]] == [
+            (escalation_id, f"esc:{escalation_id}:1:{managed.staff_id('nurse')}", address)
+            for escalation_id in raised for address in paged[ward.code]]
+
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+    assert result.exit_code == 0, result.output
 
 
 # --- 4. re-escalation on a fake clock -------------------------------------------------------

@@ -33,7 +33,8 @@ def expected_slots(first_due: datetime, interval_minutes: int, now: datetime) ->
 def missed_hook(monkeypatch):
     """Record what the sweep hands to the missed hooks (escalation fills them in the app)."""
     calls = []
-    monkeypatch.setattr(services, "missed_hooks", [lambda row, now: calls.append((row.id, row.due_at, now))])
+    monkeypatch.setattr(services, "missed_hooks",
+                        [lambda rows, now: calls.extend((row.id, row.due_at, now) for row in rows)])
     return calls
 
 
