@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.routing import IntegerConverter
 
 from config.clock import now
+from config.db import end_transaction
 from config.errors import (Forbidden, Unauthorized, ValidationFailed, register_error_handlers,
                            wants_json)
 from config.extensions import api, csrf, db, migrate
@@ -142,6 +143,12 @@ def register_extensions(app: Flask) -> None:
     import unit.models  # noqa: F401
 
     db.init_app(app)
+
+    @app.teardown_appcontext
+    def _end_session(_error) -> None:
+        # Runs before Flask-SQLAlchemy's own teardown (teardowns run in reverse order), which
+        # would fail on a connection lost with the database and turn a made reply into a 500.
+        end_transaction(db.session(), close=True)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)),
                                                      "migrations"))
     csrf.init_app(app)

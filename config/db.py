@@ -183,6 +183,19 @@ def after_commit(callback: Callable[[], None]) -> None:
     info["after_commit"].append(callback)
 
 
+def end_transaction(session, *, close: bool = False) -> None:
+    """Roll back (or close) a session; if its connection died with the database, drop it.
+
+    With the database stopped mid-request, rolling back on the dead connection fails too;
+    the transaction is gone with the connection anyway, and the reply must still be the 503
+    (or the page already made), not a 500 from the cleanup.
+    """
+    try:
+        session.close() if close else session.rollback()
+    except sa.exc.OperationalError:
+        session.invalidate()
+
+
 def milliseconds_between(start, end, dialect: str):
     """SQL for the whole milliseconds from ``start`` to ``end`` (two timestamp columns) on this
     engine: an integer on both, so that sums and means of them are exact and round alike."""

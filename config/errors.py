@@ -157,9 +157,10 @@ def register_error_handlers(app: Flask) -> None:
     def _db_unavailable(error: OperationalError):
         # The database is down or locked past the busy timeout: tell the client to retry.
         log.error("database unavailable: %s", error)
+        from config.db import end_transaction
         from config.extensions import db
 
-        db.session.rollback()
+        end_transaction(db.session())
         g.pop("staff", None)  # expired by the rollback: no hook or template may reload it now
         if wants_json():
             return problem(503, "database-unavailable", "Service Unavailable",

@@ -92,3 +92,54 @@ def test_a_recorded_refusal_is_kept(ctx, clock):
 def test_after_commit_outside_a_unit_of_work_is_an_error(ctx):
     with pytest.raises(RuntimeError):
         after_commit(lambda: None)
+
+
+def test_sqlite_reads_go_on_beside_a_writer_and_writes_wait_for_it(app, team, admit, database_url):
+    # Only a unit of work takes SQLite's single write lock: while another connection holds it,
+    # the sign-in check and a read answer at once; a write waits for the lock, then succeeds.
+    import sqlite3
+    import threading
+    import time
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    nurse = team().client("nurse")
+    admitted = admit(nurse)
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None,
+                             check_same_thread=False)  # released from a timer thread
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.0, holder.commit)
+    try:
+        started = time.monotonic()
+        assert nurse.get(f"/api/v1/admissions/{admitted['id']}").status_code == 200
+        assert time.monotonic() - started < 0.5  # not queued behind the writer
+        release.start()
+        started = time.monotonic()
+        response = nurse.post(f"/api/v1/admissions/{admitted['id']}/discharge",
+                              json={"discharge_type": "completed"})
+        assert response.status_code == 200, response.get_json()
+        assert time.monotonic() - started >= 0.9  # it waited for the lock, then wrote
+    finally:
+        release.cancel()
+        holder.close()
+
+
+def test_a_connection_lost_with_the_database_is_dropped_not_raised(ctx):
+    # The database went away mid-request: ending the transaction must not fail the reply.
+    from config.db import end_transaction
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL: a server-side end of the connection")
+    def lose_connection() -> None:
+        pid = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
+        with db.engine.connect() as other:
+            assert other.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            other.commit()
+
+    lose_connection()
+    with pytest.raises(sa.exc.OperationalError):
+        db.session.close()  # what the cleanup did before: a 500 after the reply was made
+    db.session().invalidate()
+    lose_connection()
+    end_transaction(db.session(), close=True)
+    assert db.session.scalar(sa.text("SELECT 1")) == 1  # a fresh connection next time
