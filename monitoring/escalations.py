@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from config.clock import local
-from config.db import unit_of_work
+from config.db import assign_ids, unit_of_work
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
 from config.outbox import enqueue_many
@@ -408,6 +408,7 @@ def on_missed(rows: list[MissedObservation], now: datetime) -> None:
                 source_id=row.id, actor=None, now=now, route=MISSED_ROUTE,
                 unit_model=models[row.unit_id],
                 target=settings_for(row.unit_id)["targets"][trigger.severity])
+    assign_ids(list(opened.values()))
     db.session.add_all(opened.values())
     db.session.flush()
     recipients = (_recipients({escalation.unit_id for escalation in opened.values()}, MISSED_ROUTE, now)

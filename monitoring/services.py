@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from config.db import unit_of_work
+from config.db import assign_ids, unit_of_work
 from config.errors import Forbidden
 from config.extensions import db
 from monitoring.errors import (
@@ -498,6 +498,7 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
                 missed.append(row)
             schedule.missed_through = slot
             slot += interval
+    assign_ids(missed)
     db.session.flush()
     for row in missed:
         record_event(unit_id=row.unit_id, actor=None, action="observation.missed",
