@@ -231,15 +231,12 @@ def _merged(base: Any, new: Any) -> Any:
 
 
 def _latest_protocol(unit_id: int) -> UnitProtocol | None:
-    return db.session.scalars(
-        select(UnitProtocol).where(UnitProtocol.unit_id == unit_id)
-        .order_by(UnitProtocol.version.desc()).limit(1)
-    ).first()
+    return db.session.scalars(_latest_protocol_query(unit_id, UnitProtocol)).first()
 
 
-def _latest_protocol_query(unit_id: int):
-    """The settings of the unit's latest protocol version (no row: the defaults hold)."""
-    return (select(UnitProtocol.settings).where(UnitProtocol.unit_id == unit_id)
+def _latest_protocol_query(unit_id: int, what: Any = UnitProtocol.settings):
+    """The unit's latest protocol version (by default its settings; no row: the defaults hold)."""
+    return (select(what).where(UnitProtocol.unit_id == unit_id)
             .order_by(UnitProtocol.version.desc()).limit(1))
 
 
