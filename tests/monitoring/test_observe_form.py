@@ -83,6 +83,19 @@ def test_saving_twice_with_the_forms_key_saves_once(app, ward, clock):
     assert "CIWA-Ar 12 (moderate) recorded; next due" in board
 
 
+def test_a_resent_form_says_what_was_saved_once(app, ward, clock):
+    # The resend does the work again and rolls it back: what that undone work would have
+    # said is not shown beside the first save's message.
+    admission = ward.admit()
+    _, csrf, key = form_page(ward.nurse, admission["id"], "ciwa-ar")
+    form = ciwa_form(9, csrf, key)
+    for _ in range(2):
+        assert ward.nurse.post(f"/admissions/{admission['id']}/observe/ciwa-ar", data=form).status_code == 303
+    board = ward.nurse.get("/").get_data(as_text=True)
+    assert board.count("CIWA-Ar 9 (moderate) recorded; next due") == 1
+    assert len(observations(app, admission["id"])) == 1
+
+
 def test_an_invalid_value_is_shown_next_to_the_item_and_nothing_is_saved(app, ward):
     admission = ward.admit()
     _, csrf, key = form_page(ward.nurse, admission["id"], "ciwa-ar")
