@@ -88,7 +88,7 @@ def _report_response(query: dict):
 
 @blp.route("/audit/report", methods=["GET"])
 @roles_required(AUDITORS)
-@blp.arguments(ReportQuery, location="query")
+@blp.arguments(ReportQuery(), location="query")
 @blp.response(200, ReportSchema, description="The report: JSON by default, or the export that "
               "``format`` asks for (csv: one table, or a ZIP of all; pdf)")
 @blp.doc(responses={200: {"content": {
@@ -102,7 +102,7 @@ def report(query):
 
 @blp.route("/audit/events", methods=["GET"])
 @roles_required(AUDITORS)
-@blp.arguments(AuditQuery, location="query")
+@blp.arguments(AuditQuery(), location="query")
 @blp.response(200, AuditEventSchema(many=True))
 @blp.paginate()
 def audit_events(query, pagination_parameters):

@@ -133,15 +133,20 @@ def _keep(unit_id: int, key: str, fingerprint: str, response: Response) -> bool:
     """Store the key with its response; False when another request stored it first."""
     body = ({"location": response.location} if response.status_code in (302, 303)
             else response.get_json(silent=True))
-    at, keys = now(), IdempotencyKey.__table__
-    insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)
-    return db.session.execute(
-        insert(keys).values(unit_id=unit_id, key=key, fingerprint=fingerprint,
-                            status_code=response.status_code, response=body, created_at=at,
-                            expires_at=at + KEY_LIFETIME)
-        .on_conflict_do_nothing(index_elements=["unit_id", "key"])
-        .returning(keys.c.id)
-    ).scalar() is not None
+    at = now()
+    return db.session.execute(_keep_statement(db.engine.dialect.name), {
+        "unit_id": unit_id, "key": key, "fingerprint": fingerprint,
+        "status_code": response.status_code, "response": body, "created_at": at,
+        "expires_at": at + KEY_LIFETIME}).scalar() is not None
+
+
+@functools.cache
+def _keep_statement(dialect: str) -> sa.Insert:
+    # Built once per engine kind: on the write path building it costs as much as running it.
+    keys = IdempotencyKey.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(keys).on_conflict_do_nothing(index_elements=["unit_id", "key"])
+            .returning(keys.c.id))
 
 
 def _replay(unit_id: int, key: str, fingerprint: str) -> Response:

@@ -355,9 +355,13 @@ class Scale:
         name = "".join(part.capitalize() for part in re.split(r"[^a-z0-9]+", self.code)) + "Schema"
         return _ScaleSchema.from_dict(declared, name=name)
 
+    @cached_property
+    def _schema(self) -> Schema:
+        return self._schema_class()  # kept: a schema holds no state between loads
+
     def schema(self) -> Schema:
         """A marshmallow schema for the raw input (required items, unknown fields raise)."""
-        return self._schema_class()
+        return self._schema
 
     def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Normalized item values, or ScaleValidationError naming every bad item."""

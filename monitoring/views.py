@@ -51,7 +51,7 @@ def list_scales():
 
 @blp.route("/scales/<code>/score", methods=["POST"])
 @roles_required(ALL_ROLES)
-@blp.arguments(ScoreIn)
+@blp.arguments(ScoreIn())
 @blp.response(200, ScoreSchema)
 def score(body, code):
     """Score items without saving anything."""
@@ -61,7 +61,7 @@ def score(body, code):
 @blp.route("/admissions/<int:admission_id>/observations", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(ObservationIn)
+@blp.arguments(ObservationIn())
 @blp.response(201, RecordedSchema)
 def record(body, admission_id):
     """Record an observation (Idempotency-Key header required); the reply says when it is next due."""
@@ -79,7 +79,7 @@ def record(body, admission_id):
 
 @blp.route("/admissions/<int:admission_id>/observations", methods=["GET"])
 @roles_required(ALL_ROLES)
-@blp.arguments(ObservationQuery, location="query")
+@blp.arguments(ObservationQuery(), location="query")
 @blp.response(200, ObservationSchema(many=True))
 @blp.paginate()
 def list_observations(query, admission_id, pagination_parameters):
@@ -94,7 +94,7 @@ def list_observations(query, admission_id, pagination_parameters):
 @blp.route("/observations/<int:observation_id>/strike", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(StrikeIn)
+@blp.arguments(StrikeIn())
 @blp.response(200, StrikeResultSchema)
 def strike(body, observation_id):
     """Strike an entered-in-error observation through, with a reason and optional replacement."""
@@ -116,7 +116,7 @@ def list_schedules(admission_id):
 @blp.route("/admissions/<int:admission_id>/schedules", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(ScheduleIn)
+@blp.arguments(ScheduleIn())
 @blp.response(201, ScheduleSchema)
 def add_schedule(body, admission_id):
     """Start observations of another scale (due now)."""
@@ -128,7 +128,7 @@ def add_schedule(body, admission_id):
 @blp.route("/schedules/<int:schedule_id>", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(ScheduleChangeIn)
+@blp.arguments(ScheduleChangeIn())
 @blp.response(200, ScheduleSchema)
 def change_schedule(body, schedule_id):
     """Set "at least every N minutes" (the protocol may still ask sooner), or stop/restart."""
@@ -147,7 +147,7 @@ def _schedule_view(schedule, at) -> dict:
 
 @blp.route("/escalations", methods=["GET"])
 @roles_required(ALL_ROLES)
-@blp.arguments(EscalationQuery, location="query")
+@blp.arguments(EscalationQuery(), location="query")
 @blp.response(200, EscalationSchema(many=True))
 def list_escalations(query):
     """The unit's escalations, most severe and oldest first (``status`` filters)."""
@@ -176,7 +176,7 @@ def acknowledge(escalation_id):
 @blp.route("/escalations/<int:escalation_id>/resolve", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(ResolveIn)
+@blp.arguments(ResolveIn())
 @blp.response(200, EscalationSchema)
 def resolve(body, escalation_id):
     """Close an escalation with its outcome and a note."""
@@ -187,7 +187,7 @@ def resolve(body, escalation_id):
 @blp.route("/escalations/<int:escalation_id>/override", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(OverrideIn)
+@blp.arguments(OverrideIn())
 @blp.response(200, EscalationSchema)
 def override(body, escalation_id):
     """A nurse judges an automatic escalation not needed (with a reason; the doctor is told)."""
@@ -198,7 +198,7 @@ def override(body, escalation_id):
 @blp.route("/admissions/<int:admission_id>/escalations", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(ClinicalSignIn)
+@blp.arguments(ClinicalSignIn())
 @blp.response(201, EscalationSchema)
 def raise_sign(body, admission_id):
     """Report a seizure, delirium tremens or Wernicke signs: an emergency on every unit."""
@@ -210,7 +210,7 @@ def raise_sign(body, admission_id):
 
 @blp.route("/rota", methods=["GET"])
 @roles_required(ALL_ROLES)
-@blp.arguments(RotaQuery, location="query")
+@blp.arguments(RotaQuery(), location="query")
 @blp.response(200, RotaSchema)
 def rota(query):
     """Shifts and gaps in cover between ``from`` and ``to`` (default: the next 24 hours)."""
@@ -224,7 +224,7 @@ def rota(query):
 
 @blp.route("/rota", methods=["POST"])
 @roles_required(MANAGERS)
-@blp.arguments(RotaShiftIn)
+@blp.arguments(RotaShiftIn())
 @blp.response(201, RotaShiftSchema)
 def add_shift(body):
     """Put someone (or an external service, as ``contact``) on the rota for a duty."""

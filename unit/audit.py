@@ -113,23 +113,28 @@ def _chain_pending_events(session) -> None:
     if not pending:
         return
     session.flush()  # the rows the events name exist before the events (foreign keys)
-    heads_table = AuditChainHead.__table__
-    heads = {unit_id: [seq, hash_] for unit_id, seq, hash_ in session.execute(
-        select(heads_table.c.unit_id, heads_table.c.seq, heads_table.c.hash)
-        .where(heads_table.c.unit_id.in_(sorted({event["unit_id"] for event in pending})))
-        .order_by(heads_table.c.unit_id).with_for_update())}
+    connection = session.connection()  # Core statements: no ORM work is wanted on them
+    heads = {unit_id: [seq, hash_] for unit_id, seq, hash_ in connection.execute(
+        _LOCK_HEADS, {"units": sorted({event["unit_id"] for event in pending})})}
     for event in pending:
         head = heads[event["unit_id"]]
         event["seq"], event["prev_hash"] = head[0] + 1, head[1]
         event["hash"] = _content_hash(SimpleNamespace(**event), canonical_json(event["before"]),
                                       canonical_json(event["after"]))
         head[:] = event["seq"], event["hash"]
-    session.execute(sa.insert(AuditEvent.__table__), pending)
-    session.execute(
-        sa.update(heads_table).where(heads_table.c.unit_id == sa.bindparam("head_unit"))
-        .values(seq=sa.bindparam("head_seq"), hash=sa.bindparam("head_hash")),
-        [{"head_unit": unit_id, "head_seq": seq, "head_hash": hash_}
-         for unit_id, (seq, hash_) in heads.items()])
+    connection.execute(_INSERT_EVENTS, pending)
+    connection.execute(_MOVE_HEAD, [{"head_unit": unit_id, "head_seq": seq, "head_hash": hash_}
+                                    for unit_id, (seq, hash_) in heads.items()])
+
+
+# Built once: every clinical write runs them, and building one costs as much as running it.
+_HEADS = AuditChainHead.__table__
+_LOCK_HEADS = (select(_HEADS.c.unit_id, _HEADS.c.seq, _HEADS.c.hash)
+               .where(_HEADS.c.unit_id.in_(sa.bindparam("units", expanding=True)))
+               .order_by(_HEADS.c.unit_id).with_for_update())
+_INSERT_EVENTS = sa.insert(AuditEvent.__table__)
+_MOVE_HEAD = (sa.update(_HEADS).where(_HEADS.c.unit_id == sa.bindparam("head_unit"))
+              .values(seq=sa.bindparam("head_seq"), hash=sa.bindparam("head_hash")))
 
 
 @dataclass

@@ -234,10 +234,16 @@ def _latest_protocol(unit_id: int) -> UnitProtocol | None:
     return db.session.scalars(_latest_protocol_query(unit_id, UnitProtocol)).first()
 
 
-def _latest_protocol_query(unit_id: int, what: Any = UnitProtocol.settings):
+def _latest_protocol_query(unit_id: Any, what: Any = UnitProtocol.settings):
     """The unit's latest protocol version (by default its settings; no row: the defaults hold)."""
     return (select(what).where(UnitProtocol.unit_id == unit_id)
             .order_by(UnitProtocol.version.desc()).limit(1))
+
+
+# Built once: on the write path building a statement costs as much as running it.
+_ADMISSION_WITH_PROTOCOL = select(
+    Admission, _latest_protocol_query(sa.bindparam("unit_id")).scalar_subquery()
+).where(Admission.id == sa.bindparam("admission_id"))
 
 
 @unit_of_work
@@ -470,9 +476,8 @@ def get_admission(actor: Staff, admission_id: int) -> Admission:
         if actor.unit_id in protocols:
             admission = db.session.get(Admission, admission_id)
         else:
-            row = db.session.execute(
-                select(Admission, _latest_protocol_query(actor.unit_id).scalar_subquery())
-                .where(Admission.id == admission_id)).first()
+            row = db.session.execute(_ADMISSION_WITH_PROTOCOL, {
+                "unit_id": actor.unit_id, "admission_id": admission_id}).first()
             if row is not None:
                 admission, protocols[actor.unit_id] = row[0], row[1] or {}
     if admission is None or admission.unit_id != actor.unit_id:

@@ -32,7 +32,7 @@ blp = ApiBlueprint("unit_api", __name__, url_prefix="/api/v1",
 
 @blp.route("/auth/login", methods=["POST"])
 @public
-@blp.arguments(LoginIn)
+@blp.arguments(LoginIn())
 @blp.response(200, SessionSchema)
 def login(body):
     """Sign in with a username and password; the session cookie carries the session."""
@@ -78,7 +78,7 @@ def get_unit():
 
 @blp.route("/unit/model", methods=["POST"])
 @roles_required(MANAGERS)
-@blp.arguments(ModelChangeIn)
+@blp.arguments(ModelChangeIn())
 @blp.response(201, ModelChangeResult)
 def change_model(body):
     """Declare a new care model (managers), with a reason and an effective time."""
@@ -105,7 +105,7 @@ def get_protocol():
 @blp.route("/unit/protocol", methods=["POST"])
 @roles_required(MANAGERS)
 @idempotent
-@blp.arguments(ProtocolChangeIn)
+@blp.arguments(ProtocolChangeIn())
 @blp.response(201, ProtocolSchema)
 @blp.alt_response(422, description="protocol-invalid: `errors` names each refused setting")
 def change_protocol(body):
@@ -118,7 +118,7 @@ def change_protocol(body):
 
 @blp.route("/referrals/check", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@blp.arguments(ReferralIn)
+@blp.arguments(ReferralIn())
 @blp.response(200, ReferralCheckSchema)
 def check_referral(body):
     """What this unit would decide for a referral, and the recommended setting; saves nothing."""
@@ -128,7 +128,7 @@ def check_referral(body):
 @blp.route("/admissions", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(ReferralIn)
+@blp.arguments(ReferralIn())
 @blp.response(201, AdmissionSchema)
 @blp.alt_response(422, description="Validation failed, or admission-declined with `reasons`")
 def admit(body):
@@ -140,7 +140,7 @@ def admit(body):
 
 @blp.route("/admissions", methods=["GET"])
 @roles_required(ALL_ROLES)
-@blp.arguments(AdmissionQuery, location="query")
+@blp.arguments(AdmissionQuery(), location="query")
 @blp.response(200, AdmissionSchema(many=True))
 def list_admissions(query):
     """The unit's admissions, newest first; ``status=active`` for those on the unit now."""
@@ -160,7 +160,7 @@ def get_admission(admission_id):
 @blp.route("/admissions/<int:admission_id>/discharge", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(DischargeIn)
+@blp.arguments(DischargeIn())
 @blp.response(200, AdmissionSchema)
 def discharge(body, admission_id):
     """Discharge (completed, self-discharged, transferred, other)."""
@@ -172,7 +172,7 @@ def discharge(body, admission_id):
 @blp.route("/admissions/<int:admission_id>/harm-reduction", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 @idempotent
-@blp.arguments(HarmReductionIn)
+@blp.arguments(HarmReductionIn())
 @blp.response(200, HarmReductionSchema)
 def harm_reduction(body, admission_id):
     """Record the harm-reduction checklist after a self-discharge."""
