@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from config.db import after_commit, unit_of_work
+from config.db import after_commit, insert_row, unit_of_work, update_row
 from config.errors import RecordedRefusal
 from config.extensions import db
 from unit.models import LoginAttempt
@@ -92,6 +92,61 @@ def test_a_recorded_refusal_is_kept(ctx, clock):
 def test_after_commit_outside_a_unit_of_work_is_an_error(ctx):
     with pytest.raises(RuntimeError):
         after_commit(lambda: None)
+
+
+def test_insert_row_and_update_row_leave_the_session_as_a_flush_would(ctx, clock):
+    # The observation write's hot path writes its rows with prebuilt statements: the object
+    # comes out persistent and loaded (reading it sends no SQL), the row holds what the object
+    # says, and the transaction's end keeps or drops both together.
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement.split()[0])
+
+    @unit_of_work
+    def write(fail: bool):
+        row = insert_row(LoginAttempt, {"username": "core", "ip": None, "at": clock(),
+                                        "succeeded": False})
+        update_row(row, username="core-moved", succeeded=True)
+        sent = list(statements)
+        statements.clear()
+        seen = (row.username, row.succeeded, row.ip, row.at)
+        assert sa.inspect(row).persistent and not db.session.dirty and not db.session.new
+        assert statements == []  # nothing left to load or to flush
+        if fail:
+            raise ValueError("boom")
+        return row, sent, seen
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with pytest.raises(ValueError):
+            write(True)
+        assert attempts() == []
+        row, sent, seen = write(False)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert sent.count("INSERT") == 1 and sent.count("UPDATE") == 1
+    assert seen == ("core-moved", True, None, clock())
+    db.session.expire_all()
+    assert db.session.get(LoginAttempt, row.id).username == "core-moved"
+    with pytest.raises(sa.exc.StatementError):  # a naive time is refused as by any write
+        unit_of_work(insert_row)(LoginAttempt, {"username": "naive", "ip": None, "at":
+                                                datetime(2026, 1, 1), "succeeded": False})
+    assert attempts() == ["core-moved"]
+
+
+def test_insert_row_fills_scalar_defaults_and_refuses_to_guess_others(ctx, make_unit, clock):
+    from unit.models import Staff, Unit
+
+    unit_id = db.session.scalars(sa.select(Unit.id).where(Unit.code == make_unit())).one()
+    values = {"unit_id": unit_id, "username": "core-staff", "full_name": "Core", "role": "nurse",
+              "password_hash": "x"}
+    with pytest.raises(ValueError, match="created_at"):  # a callable default: give the value
+        unit_of_work(insert_row)(Staff, values)
+    staff = unit_of_work(insert_row)(Staff, {**values, "created_at": clock()})
+    assert staff.active is True and staff.email is None
+    db.session.expire_all()
+    assert db.session.get(Staff, staff.id).active is True
 
 
 def test_sqlite_reads_go_on_beside_a_writer_and_writes_wait_for_it(app, team, admit, database_url):
