@@ -42,7 +42,7 @@ BASE_TOTALS = (2, 4, 5, 9, 11, 3, 6, 13)  # CIWA-Ar minimal (0-7) and moderate (
 def sizes(quick: bool) -> dict:
     if quick:
         return {"admissions": 32, "per_thread": 10, "rounds": 2, "phase_seconds": 15}
-    return {"admissions": 64, "per_thread": 80, "rounds": 2, "phase_seconds": 90}
+    return {"admissions": 64, "per_thread": 80, "rounds": 6, "phase_seconds": 90}
 
 
 def _phase(sessions, make_request, per_thread: int, seconds: float) -> tuple[int, int, float]:

@@ -37,8 +37,8 @@ def _order_view(ordered) -> dict:
 
 @blp.route("/admissions/<int:admission_id>/orders", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(OrderIn())
+@idempotent
 @blp.response(201, OrderDetailSchema)
 def create_order(body, admission_id):
     """Prescribe (doctor or GP), or record a GP's phone order (nurse, read back): fixed, prn or induction."""
@@ -63,8 +63,8 @@ def get_order(order_id):
 
 @blp.route("/orders/<int:order_id>/stop", methods=["POST"])
 @roles_required(PRESCRIBERS)
-@idempotent
 @blp.arguments(StopIn())
+@idempotent
 @blp.response(200, OrderSchema)
 def stop_order(body, order_id):
     """Stop an order (doctor or GP); it is kept, marked stopped."""
@@ -73,8 +73,8 @@ def stop_order(body, order_id):
 
 @blp.route("/orders/<int:order_id>/change", methods=["POST"])
 @roles_required(PRESCRIBERS)
-@idempotent
 @blp.arguments(ChangeOrderIn())
+@idempotent
 @blp.response(201, OrderDetailSchema)
 def change_order(body, order_id):
     """Change an order: a new version supersedes it (never an edit in place)."""
@@ -92,8 +92,8 @@ def countersign(order_id):
 
 @blp.route("/orders/<int:order_id>/administrations", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(AdministrationIn())
+@idempotent
 @blp.response(201, GivenSchema)
 @blp.alt_response(409, description="A safety check refused the dose (`check` says which)")
 def administer(body, order_id):
@@ -135,8 +135,8 @@ def register(drug):
 
 @blp.route("/cd-register/<drug>/entries", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(RegisterEntryIn())
+@idempotent
 @blp.response(201, RegisterEntrySchema)
 def register_entry(body, drug):
     """A receipt (with supplier), return, destruction or witnessed correction."""
@@ -145,8 +145,8 @@ def register_entry(body, drug):
 
 @blp.route("/cd-register/<drug>/stock-checks", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(StockCheckIn())
+@idempotent
 @blp.response(201, RegisterEntrySchema)
 def stock_check(body, drug):
     """Two staff count the stock; a difference from the balance is escalated to the manager."""

@@ -60,8 +60,8 @@ def score(body, code):
 
 @blp.route("/admissions/<int:admission_id>/observations", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(ObservationIn())
+@idempotent
 @blp.response(201, RecordedSchema)
 def record(body, admission_id):
     """Record an observation (Idempotency-Key header required); the reply says when it is next due."""
@@ -93,8 +93,8 @@ def list_observations(query, admission_id, pagination_parameters):
 
 @blp.route("/observations/<int:observation_id>/strike", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(StrikeIn())
+@idempotent
 @blp.response(200, StrikeResultSchema)
 def strike(body, observation_id):
     """Strike an entered-in-error observation through, with a reason and optional replacement."""
@@ -115,8 +115,8 @@ def list_schedules(admission_id):
 
 @blp.route("/admissions/<int:admission_id>/schedules", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(ScheduleIn())
+@idempotent
 @blp.response(201, ScheduleSchema)
 def add_schedule(body, admission_id):
     """Start observations of another scale (due now)."""
@@ -127,8 +127,8 @@ def add_schedule(body, admission_id):
 
 @blp.route("/schedules/<int:schedule_id>", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(ScheduleChangeIn())
+@idempotent
 @blp.response(200, ScheduleSchema)
 def change_schedule(body, schedule_id):
     """Set "at least every N minutes" (the protocol may still ask sooner), or stop/restart."""
@@ -175,8 +175,8 @@ def acknowledge(escalation_id):
 
 @blp.route("/escalations/<int:escalation_id>/resolve", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(ResolveIn())
+@idempotent
 @blp.response(200, EscalationSchema)
 def resolve(body, escalation_id):
     """Close an escalation with its outcome and a note."""
@@ -186,8 +186,8 @@ def resolve(body, escalation_id):
 
 @blp.route("/escalations/<int:escalation_id>/override", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(OverrideIn())
+@idempotent
 @blp.response(200, EscalationSchema)
 def override(body, escalation_id):
     """A nurse judges an automatic escalation not needed (with a reason; the doctor is told)."""
@@ -197,8 +197,8 @@ def override(body, escalation_id):
 
 @blp.route("/admissions/<int:admission_id>/escalations", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(ClinicalSignIn())
+@idempotent
 @blp.response(201, EscalationSchema)
 def raise_sign(body, admission_id):
     """Report a seizure, delirium tremens or Wernicke signs: an emergency on every unit."""

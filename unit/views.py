@@ -104,8 +104,8 @@ def get_protocol():
 
 @blp.route("/unit/protocol", methods=["POST"])
 @roles_required(MANAGERS)
-@idempotent
 @blp.arguments(ProtocolChangeIn())
+@idempotent
 @blp.response(201, ProtocolSchema)
 @blp.alt_response(422, description="protocol-invalid: `errors` names each refused setting")
 def change_protocol(body):
@@ -127,8 +127,8 @@ def check_referral(body):
 
 @blp.route("/admissions", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(ReferralIn())
+@idempotent
 @blp.response(201, AdmissionSchema)
 @blp.alt_response(422, description="Validation failed, or admission-declined with `reasons`")
 def admit(body):
@@ -159,8 +159,8 @@ def get_admission(admission_id):
 
 @blp.route("/admissions/<int:admission_id>/discharge", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(DischargeIn())
+@idempotent
 @blp.response(200, AdmissionSchema)
 def discharge(body, admission_id):
     """Discharge (completed, self-discharged, transferred, other)."""
@@ -171,8 +171,8 @@ def discharge(body, admission_id):
 
 @blp.route("/admissions/<int:admission_id>/harm-reduction", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
-@idempotent
 @blp.arguments(HarmReductionIn())
+@idempotent
 @blp.response(200, HarmReductionSchema)
 def harm_reduction(body, admission_id):
     """Record the harm-reduction checklist after a self-discharge."""

@@ -84,15 +84,27 @@ def test_a_missing_key_is_400_and_nothing_is_written(app, ward):
     assert row_counts(app) == before
 
 
-@pytest.mark.parametrize("path", ["/api/v1/observations/{obs}/strike", "/api/v1/schedules/{sched}",
-                                  "/api/v1/admissions/{adm}/schedules"])
-def test_every_clinical_write_of_the_package_needs_a_key(ward, path):
+@pytest.mark.parametrize("path, body", [
+    ("/api/v1/observations/{obs}/strike", {"reason": "checking keys"}),
+    ("/api/v1/schedules/{sched}", {"reason": "checking keys"}),
+    ("/api/v1/admissions/{adm}/schedules", {"reason": "checking keys", "scale": "sows"})])
+def test_every_clinical_write_of_the_package_needs_a_key(ward, path, body):
     admission = ward.admit()
     observation = post_observation(ward.nurse, admission["id"], {"scale": "ciwa-ar", "items": ciwa(1)})
     schedules = ward.nurse.get(f"/api/v1/admissions/{admission['id']}/schedules").get_json()
     url = path.format(obs=observation.get_json()["id"], sched=schedules[0]["id"], adm=admission["id"])
-    assert_problem(ward.nurse.post(url, json={"reason": "checking keys", "scale": "sows"}, headers={"Idempotency-Key": ""}), 400,
+    assert_problem(ward.nurse.post(url, json=body, headers={"Idempotency-Key": ""}), 400,
                    "idempotency-key-missing")
+
+
+def test_the_body_is_checked_before_the_key(ward):
+    # The body is parsed before the write begins (and, on SQLite, before the write lock is
+    # taken): a request wrong in both is told about its body first.
+    admission = ward.admit()
+    url = f"/api/v1/admissions/{admission['id']}/observations"
+    problem = ward.nurse.post(url, json={"scale": "ciwa-ar", "items": ciwa(1), "extra": 1},
+                              headers={"Idempotency-Key": ""})
+    assert problem.status_code == 422 and "extra" in problem.get_json()["errors"]
 
 
 def test_a_refused_request_does_not_use_up_its_key(app, ward, clock):
