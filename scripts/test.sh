@@ -38,7 +38,7 @@ DO $$ BEGIN
     CREATE ROLE detox LOGIN PASSWORD 'detox' SUPERUSER;
   END IF;
 END $$;
-SELECT 'CREATE DATABASE detox_test OWNER detox' WHERE NOT EXISTS
+SELECT 'CREATE DATABASE detox_test OWNER detox ENCODING ''UTF8'' LC_COLLATE ''C.UTF-8'' LC_CTYPE ''C.UTF-8'' TEMPLATE template0' WHERE NOT EXISTS
   (SELECT FROM pg_database WHERE datname = 'detox_test')\gexec
 SQL
   export PG_URL=postgresql+psycopg://detox:detox@127.0.0.1:5432/detox_test

@@ -47,18 +47,24 @@ def event_hash(event: AuditEvent) -> str:
 
 
 def _content_hash(event, before_text: str, after_text: str) -> str:
-    # The canonical JSON of the event's content, built around the before/after texts as they
-    # are stored (canonical too), so that verification need not parse and re-serialise them.
-    # ``at`` in UTC, as the database gives it back: a caller's "now" in another offset must
-    # not make a sound event look altered on verification.
-    text = ('{"action":' + _str(event.action) + ',"actor_id":' + _int(event.actor_id)
-            + ',"actor_role":' + _str(event.actor_role) + ',"after":' + after_text
-            + ',"at":' + _str(event.at.astimezone(timezone.utc).isoformat())
-            + ',"before":' + before_text + ',"entity_id":' + _str(event.entity_id)
-            + ',"entity_type":' + _str(event.entity_type) + ',"prev_hash":' + _str(event.prev_hash)
-            + ',"resident_id":' + _int(event.resident_id) + ',"seq":' + _int(event.seq)
-            + ',"unit_id":' + _int(event.unit_id) + "}")
+    head, middle, tail = _content_parts(event, before_text, after_text)
+    text = head + _str(event.prev_hash) + middle + _int(event.seq) + tail
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _content_parts(event, before_text: str, after_text: str) -> tuple[str, str, str]:
+    # The canonical JSON of the event's content, built around the before/after texts as they
+    # are stored (canonical too), so that verification need not parse and re-serialise them;
+    # in three parts around the link (prev_hash, then seq), which the one-statement append on
+    # PostgreSQL fills in from the locked head. ``at`` in UTC, as the database gives it back:
+    # a caller's "now" in another offset must not make a sound event look altered.
+    return (('{"action":' + _str(event.action) + ',"actor_id":' + _int(event.actor_id)
+             + ',"actor_role":' + _str(event.actor_role) + ',"after":' + after_text
+             + ',"at":' + _str(event.at.astimezone(timezone.utc).isoformat())
+             + ',"before":' + before_text + ',"entity_id":' + _str(event.entity_id)
+             + ',"entity_type":' + _str(event.entity_type) + ',"prev_hash":'),
+            ',"resident_id":' + _int(event.resident_id) + ',"seq":',
+            ',"unit_id":' + _int(event.unit_id) + "}")
 
 
 def _str(value: str | None) -> str:
@@ -114,6 +120,9 @@ def _chain_pending_events(session) -> None:
         return
     session.flush()  # the rows the events name exist before the events (foreign keys)
     connection = session.connection()  # Core statements: no ORM work is wanted on them
+    if len(pending) == 1 and connection.dialect.name == "postgresql":
+        _append_one_on_postgresql(connection, pending[0])
+        return
     heads = {unit_id: [seq, hash_] for unit_id, seq, hash_ in connection.execute(
         _LOCK_HEADS, {"units": sorted({event["unit_id"] for event in pending})})}
     for event in pending:
@@ -135,6 +144,48 @@ _LOCK_HEADS = (select(_HEADS.c.unit_id, _HEADS.c.seq, _HEADS.c.hash)
 _INSERT_EVENTS = sa.insert(AuditEvent.__table__)
 _MOVE_HEAD = (sa.update(_HEADS).where(_HEADS.c.unit_id == sa.bindparam("head_unit"))
               .values(seq=sa.bindparam("head_seq"), hash=sa.bindparam("head_hash")))
+
+
+def _append_one_on_postgresql(connection, event: dict[str, Any]) -> None:
+    """The usual transaction (one event) on PostgreSQL, in one statement and round trip.
+
+    The head is locked, the event's hash made from it (PostgreSQL's sha256 over the same
+    bytes ``_content_hash`` hashes: the parts are made here, the link filled in there), the
+    event inserted and the head moved. Verification recomputes every hash in Python.
+    """
+    head, middle, tail = _content_parts(SimpleNamespace(**event, prev_hash=None, seq=None),
+                                        canonical_json(event["before"]),
+                                        canonical_json(event["after"]))
+    appended = connection.execute(_APPEND_ONE, {
+        **event, "hash_head": head.encode(), "hash_middle": middle.encode(),
+        "hash_tail": tail.encode()})
+    if appended.rowcount != 1:
+        raise RuntimeError(f"unit {event['unit_id']} has no audit chain head")
+
+
+_APPEND_ONE = sa.text("""
+WITH head AS (
+    SELECT seq, hash FROM audit_chain_heads WHERE unit_id = :unit_id FOR UPDATE
+), moved AS (
+    UPDATE audit_chain_heads AS moving
+    SET seq = head.seq + 1,
+        hash = encode(sha256(CAST(:hash_head AS BYTEA) || convert_to('"' || head.hash || '"', 'UTF8')
+                             || CAST(:hash_middle AS BYTEA)
+                             || convert_to(CAST(head.seq + 1 AS TEXT), 'UTF8')
+                             || CAST(:hash_tail AS BYTEA)), 'hex')
+    FROM head WHERE moving.unit_id = :unit_id
+    RETURNING moving.seq, moving.hash, head.hash AS prev_hash
+)
+INSERT INTO audit_events (unit_id, seq, at, actor_id, actor_role, action, entity_type,
+                          entity_id, resident_id, before, after, prev_hash, hash)
+SELECT CAST(:unit_id AS INTEGER), moved.seq, CAST(:at AS TIMESTAMP WITH TIME ZONE),
+       CAST(:actor_id AS INTEGER), CAST(:actor_role AS VARCHAR), CAST(:action AS VARCHAR),
+       CAST(:entity_type AS VARCHAR), CAST(:entity_id AS VARCHAR), CAST(:resident_id AS INTEGER),
+       CAST(:before AS JSON), CAST(:after AS JSON), moved.prev_hash, moved.hash
+FROM moved
+""").bindparams(sa.bindparam("at", type_=AuditEvent.__table__.c.at.type),
+                sa.bindparam("before", type_=AuditEvent.__table__.c.before.type),
+                sa.bindparam("after", type_=AuditEvent.__table__.c.after.type))
 
 
 @dataclass

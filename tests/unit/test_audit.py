@@ -301,3 +301,47 @@ def test_events_are_chained_at_commit_per_unit_in_the_order_recorded(app, ctx):
         assert all(e.prev_hash == p.hash for p, e in zip(events, events[1:]))
         assert heads_before[unit_id] == (4, events[-1].hash)
         assert verify_chain(unit).verified
+
+
+def test_single_event_transactions_hash_as_python_does(app, ctx):
+    # On PostgreSQL a transaction with one event is appended in one statement, its hash made by
+    # the database: it must hash exactly the bytes that verification hashes in Python, also for
+    # text beyond ASCII, quotes, escapes, nulls and other offsets, and move the head with it.
+    from config.db import unit_of_work
+    from unit import services
+    from unit.audit import event_hash, record_event, verify_chain
+    from unit.models import AuditChainHead, AuditEvent
+
+    at = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+    unit = services.create_unit("CS", "Chain single", "medically_monitored", now=at)
+    contents = [
+        {"note": "café, naïve, Łódź, 日本語, emoji 🙂", "n": 1},
+        {"quote": 'say "hi"', "slash": "a\\b", "tab": "x\ty", "newline": "l1\nl2"},
+        None,
+        {"nested": {"b": [1, 2.5, None, True], "a": "ß"}},
+    ]
+    for index, after in enumerate(contents):
+        unit_of_work(record_event)(
+            unit_id=unit.id, actor=None, action="test.single", entity_type="test",
+            entity_id=f"é{index}", resident_id=None, after=after, before={"i": index},
+            now=at.astimezone(timezone(timedelta(hours=-5))) + timedelta(seconds=index))
+    db.session.expire_all()
+    events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.unit_id == unit.id)
+                                .order_by(AuditEvent.seq)).all()
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert all(event_hash(e) == e.hash for e in events)
+    assert all(e.prev_hash == p.hash for p, e in zip(events, events[1:]))
+    assert [e.after for e in events[1:]] == contents
+    head = db.session.get(AuditChainHead, unit.id)
+    assert (head.seq, head.hash) == (5, events[-1].hash)
+    assert verify_chain(unit).verified
+
+    # A unit without a chain head loses no event silently: the write fails.
+    db.session.execute(sa.delete(AuditChainHead).where(AuditChainHead.unit_id == unit.id))
+    db.session.commit()
+    with pytest.raises((RuntimeError, KeyError)):
+        unit_of_work(record_event)(unit_id=unit.id, actor=None, action="test.lost",
+                                   entity_type="test", entity_id=1, now=at)
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.unit_id == unit.id)) == 5
