@@ -247,14 +247,11 @@ def insert_row(model: type[R], values: dict[str, Any]) -> R:
     from config.extensions import db
 
     table = model.__table__
-    row = dict(values)
-    for column in table.c:
-        if column.key in row or column.primary_key:
-            continue
-        default = column.default
-        if column.server_default is not None or (default is not None and not default.is_scalar):
-            raise ValueError(f"{table.name}.{column.key} has a default made on insert; give its value")
-        row[column.key] = default.arg if default is not None else None
+    filled, made_on_insert = _column_defaults(table)
+    if missing := sorted(made_on_insert - values.keys()):
+        raise ValueError(f"{table.name}: {', '.join(missing)} have defaults made on insert; "
+                         "give their values")
+    row = {**filled, **values}
     session = db.session()
     row["id"] = session.execute(_insert_returning_id(table), row).scalar_one()
     obj = model(**row)
@@ -270,6 +267,22 @@ def update_row(obj: Any, **values: Any) -> None:
     db.session.execute(_update_by_id(type(obj).__table__), {"row_id": obj.id, **values})
     for key, value in values.items():
         sa.orm.attributes.set_committed_value(obj, key, value)
+
+
+@functools.cache
+def _column_defaults(table: sa.Table) -> tuple[dict[str, Any], frozenset[str]]:
+    """The value each non-key column takes when not given (its scalar default, else NULL),
+    and the columns whose default is made on insert (a function, a server default)."""
+    filled, made_on_insert = {}, set()
+    for column in table.c:
+        if column.primary_key:
+            continue
+        default = column.default
+        if column.server_default is not None or (default is not None and not default.is_scalar):
+            made_on_insert.add(column.key)
+        else:
+            filled[column.key] = default.arg if default is not None else None
+    return filled, frozenset(made_on_insert)
 
 
 @functools.cache

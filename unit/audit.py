@@ -153,7 +153,7 @@ def _append_one_on_postgresql(connection, event: dict[str, Any]) -> None:
     bytes ``_content_hash`` hashes: the parts are made here, the link filled in there), the
     event inserted and the head moved. Verification recomputes every hash in Python.
     """
-    head, middle, tail = _content_parts(SimpleNamespace(**event, prev_hash=None, seq=None),
+    head, middle, tail = _content_parts(SimpleNamespace(**event),
                                         canonical_json(event["before"]),
                                         canonical_json(event["after"]))
     appended = connection.execute(_APPEND_ONE, {
