@@ -129,6 +129,14 @@ def register_database(app: Flask) -> None:
         options.pop("pool_size", None)
         options.pop("max_overflow", None)
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    elif uri.startswith("postgresql"):
+        # Sessions in UTC: psycopg then returns timestamps already in UTC, so reading one costs
+        # no conversion (the board reads over a thousand). SQL that needs a zone names it.
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        connect_args = dict(options.get("connect_args") or {})
+        connect_args["options"] = f"{connect_args.get('options', '')} -c TimeZone=UTC".strip()
+        options["connect_args"] = connect_args
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY is not set: set it in the environment.")
 

@@ -39,6 +39,8 @@ class UTCDateTime(sa.TypeDecorator):
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
+        if value.tzinfo is timezone.utc:  # PostgreSQL sessions are in UTC (create_app)
+            return value
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)

@@ -675,24 +675,31 @@ _DOCTOR_DUTY = {"medically_managed": "on_site_doctor", "medically_monitored": "v
 
 
 def rota_gaps(unit_id: int, start: datetime, end: datetime) -> list[dict]:
-    """Periods in [start, end) when a required duty has nobody on the rota."""
+    """Periods in [start, end) when a required duty has nobody on the rota (one query for the
+    shifts of every duty)."""
+    required = _required_duties(unit_id, start, end)
+    if not required:
+        return []
+    shifts = db.session.execute(
+        select(RotaShift.duty, RotaShift.starts_at, RotaShift.ends_at)
+        .where(RotaShift.unit_id == unit_id, RotaShift.cancelled_at.is_(None),
+               RotaShift.ends_at > start, RotaShift.starts_at < end)
+        .order_by(RotaShift.starts_at)).all()
     found: dict[str, list[dict]] = {}
-    for duty, period_start, period_end in _required_duties(unit_id, start, end):
-        shifts = db.session.scalars(
-            select(RotaShift).where(RotaShift.unit_id == unit_id, RotaShift.duty == duty,
-                                    RotaShift.cancelled_at.is_(None), RotaShift.ends_at > period_start,
-                                    RotaShift.starts_at < period_end).order_by(RotaShift.starts_at)).all()
+    for duty, period_start, period_end in required:
+        covering = [(starts_at, ends_at) for shift_duty, starts_at, ends_at in shifts
+                    if shift_duty == duty and ends_at > period_start and starts_at < period_end]
         gaps = found.setdefault(duty, [])
         cursor = period_start
-        for shift in [*shifts, None]:
-            gap_end = period_end if shift is None else min(shift.starts_at, period_end)
+        for shift in [*covering, None]:
+            gap_end = period_end if shift is None else min(shift[0], period_end)
             if gap_end > cursor:
                 if gaps and gaps[-1]["to"] == cursor:
                     gaps[-1]["to"] = gap_end  # one gap across two periods of the same duty
                 else:
                     gaps.append({"duty": duty, "from": cursor, "to": gap_end})
             if shift is not None:
-                cursor = max(cursor, shift.ends_at)
+                cursor = max(cursor, shift[1])
     return [gap for gaps in found.values() for gap in gaps]
 
 

@@ -1,6 +1,7 @@
 """Services of the monitoring package: observations, schedules and the due sweep."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -443,13 +444,22 @@ def schedule_changes(admission_id: int, limit: int = 20) -> list[ScheduleChange]
 
 def due_state(schedule: ObservationSchedule, now: datetime) -> str:
     """``due_soon`` (within 15 min), ``late`` (past due, in grace), ``overdue`` (past grace), ``ok``."""
-    if now > schedule.next_due_at + timedelta(minutes=grace_minutes(schedule.interval_minutes)):
+    past_due = now - schedule.next_due_at  # the board asks this of every schedule: one subtraction
+    if past_due > _grace(schedule.interval_minutes):
         return "overdue"
-    if now > schedule.next_due_at:
+    if past_due > _ZERO:
         return "late"
-    if now >= schedule.next_due_at - timedelta(minutes=15):
+    if past_due >= _DUE_SOON:
         return "due_soon"
     return "ok"
+
+
+_ZERO, _DUE_SOON = timedelta(0), timedelta(minutes=-15)
+
+
+@functools.cache
+def _grace(interval_minutes: int) -> timedelta:
+    return timedelta(minutes=grace_minutes(interval_minutes))
 
 
 @unit_of_work

@@ -75,15 +75,16 @@ def board():
     resident_path = url_for("unit_pages.resident", admission_id=1).removesuffix("1")
     rows = [_board_row(resident, resident_path, at)
             for resident in services.list_board_residents(staff)]
-    headers, cells, alerts = [], {row.id: Markup() for row in rows}, []
+    headers, parts, alerts = [], {row.id: [] for row in rows}, []
     for extension in board_extensions:
         headers.extend(extension.headers)
         found = extension.cells(staff.unit_id, rows, at) if extension.cells else {}
         blank = Markup("<td></td>" * len(extension.headers))
         for row in rows:
-            cells[row.id] += found.get(row.id, blank)
+            parts[row.id].append(found.get(row.id, blank))
         if extension.alerts:
             alerts.extend(extension.alerts(staff.unit_id, at))
+    cells = {row_id: Markup().join(pieces) for row_id, pieces in parts.items()}
     return render_template(
         "unit/board.html", admissions=rows, headers=headers, cells=cells, alerts=alerts,
         checklists=services.open_checklists(staff.unit_id),

@@ -129,6 +129,24 @@ def test_the_board_shows_last_score_band_and_next_due(app, ward, clock):
     assert "OVERDUE" not in row and "every 1 h" in row
 
 
+def test_the_score_cells_escape_the_band_they_read(app):
+    # The scores macro prints without autoescaping (for speed); what it reads from the
+    # database is escaped by hand. A band that is not one of the scales' is printed as text.
+    from datetime import datetime, timezone
+
+    from config.partials import partials
+    from monitoring.pages import STATE_TEXT, _BoardLine
+
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    line = _BoardLine("CIWA-Ar", True, 9, '"><script>x</script>', "<b>&", at, at, 60)
+    with app.test_request_context():
+        cell = str(partials("monitoring/_board_cells.html", state_text=STATE_TEXT)
+                   .schedules([(line, "late")]))
+    assert "<script>" not in cell and "<b>" not in cell
+    assert 'band-&#34;&gt;&lt;script&gt;x&lt;/script&gt;">&lt;b&gt;&amp;</span>' in cell
+    assert '<span class="badge warn">LATE</span>' in cell
+
+
 def test_an_overdue_resident_shows_overdue(app, ward, clock):
     calm = ward.admit(name="Calm Resident")
     late = ward.admit(name="Late Resident")
