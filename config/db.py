@@ -198,9 +198,10 @@ def assign_ids(rows: list) -> None:
     if not rows or db.engine.dialect.name != "postgresql":
         return
     table = type(rows[0]).__table__
-    ids = db.session.scalars(
-        sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence(table.name, "id")))
-        .select_from(sa.func.generate_series(1, len(rows)))).all()
+    with db.session.no_autoflush:  # the rows may be in the session already: not inserted yet
+        ids = db.session.scalars(
+            sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence(table.name, "id")))
+            .select_from(sa.func.generate_series(1, len(rows)))).all()
     for row, id_ in zip(rows, ids):
         row.id = id_
 

@@ -81,8 +81,11 @@ def enqueue_many(messages: list[dict], *, now: datetime) -> int:
                      "attempts": 0, "next_attempt_at": now, "last_error": None,
                      "created_at": now, "sent_at": None})
     if rows:
-        db.session.execute(sa.insert(OutboxMessage), rows)
+        db.session.connection().execute(_INSERT_MESSAGES, rows)  # Core: no per-row ORM work
     return len(rows)
+
+
+_INSERT_MESSAGES = sa.insert(OutboxMessage.__table__)
 
 
 def backoff(attempts: int) -> timedelta:

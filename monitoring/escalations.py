@@ -378,6 +378,9 @@ def on_repeated_refusal(observation: Observation, admission: Admission, actor: S
 MISSED_ROUTE = "nurse_in_charge"  # CLINICAL.md s3: a missed observation goes to the nurse in charge
 
 
+_INSERT_STEPS = sa.insert(EscalationStep.__table__)
+
+
 def on_missed(rows: list[MissedObservation], now: datetime) -> None:
     """Missed observations go to the nurse in charge (soon): one sweep's slots, in bulk.
 
@@ -437,7 +440,8 @@ def on_missed(rows: list[MissedObservation], now: datetime) -> None:
         messages += paged
         steps.append(notified)
         events.append(_raise_event(escalation, admission, trigger, None, now))
-    db.session.execute(sa.insert(EscalationStep), steps)
+    # Core, not the ORM's bulk insert (its per-row bookkeeping costs more than the row).
+    db.session.connection().execute(_INSERT_STEPS, steps)
     enqueue_many(messages, now=now)
     for event in events:
         record_event(**event)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from config.db import after_commit, insert_row, unit_of_work, update_row
+from config.db import after_commit, assign_ids, insert_row, unit_of_work, update_row
 from config.errors import RecordedRefusal
 from config.extensions import db
 from unit.models import LoginAttempt
@@ -49,7 +49,9 @@ def test_timestamps_come_back_in_utc_and_naive_ones_are_refused(ctx):
     unit_of_work(add_attempt)("utc", at)
     db.session.expire_all()
     stored = db.session.scalars(sa.select(LoginAttempt.at)).one()
-    assert stored == at and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+    assert stored == at and stored.tzinfo is timezone.utc
+    if db.engine.dialect.name == "postgresql":  # read as UTC as they come, with no conversion
+        assert db.session.scalar(sa.text("SHOW TimeZone")) == "UTC"
     with pytest.raises(sa.exc.StatementError):
         unit_of_work(add_attempt)("naive", datetime(2026, 1, 1, 12, 0))
     assert attempts() == ["utc"]
@@ -147,6 +149,36 @@ def test_insert_row_fills_scalar_defaults_and_refuses_to_guess_others(ctx, make_
     assert staff.active is True and staff.email is None
     db.session.expire_all()
     assert db.session.get(Staff, staff.id).active is True
+
+
+def test_assign_ids_numbers_new_rows_before_they_are_inserted(ctx, clock):
+    # PostgreSQL: ids come from the sequence first, so the flush inserts each row with its id
+    # (no giant INSERT ... RETURNING, and no row inserted early by an autoflush and then
+    # renumbered by an UPDATE). SQLite: nothing to do, the flush reads each id back.
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement.split()[0])
+
+    rows = [LoginAttempt(username=f"bulk-{i}", ip=None, at=clock(), succeeded=False)
+            for i in range(3)]
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        db.session.add_all(rows)  # in the session already, as the sweep's rows are
+        assign_ids(rows)
+        assigned = [row.id for row in rows]
+        db.session.flush()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    if db.engine.dialect.name == "postgresql":
+        assert statements == ["SELECT", "INSERT"]
+        assert None not in assigned and len(set(assigned)) == 3
+        assert [row.id for row in rows] == assigned
+    else:
+        assert assigned == [None] * 3 and "SELECT" not in statements
+    db.session.commit()
+    assert attempts() == ["bulk-0", "bulk-1", "bulk-2"]
+    assert sorted(db.session.scalars(sa.select(LoginAttempt.id))) == sorted(row.id for row in rows)
 
 
 def test_sqlite_reads_go_on_beside_a_writer_and_writes_wait_for_it(app, team, admit, database_url):
