@@ -185,27 +185,6 @@ def after_commit(callback: Callable[[], None]) -> None:
     info["after_commit"].append(callback)
 
 
-def assign_ids(rows: list) -> None:
-    """Give new ORM rows of one table their ids before the flush (PostgreSQL).
-
-    Rows without ids are inserted with ``RETURNING id``: for a few hundred rows one statement
-    of thousands of placeholders, which the driver parses in Python. With the ids drawn from
-    the table's sequence in one query, the flush sends one prepared INSERT per row in a
-    pipeline instead. SQLite keeps its own way (it reads each id back as it inserts).
-    """
-    from config.extensions import db
-
-    if not rows or db.engine.dialect.name != "postgresql":
-        return
-    table = type(rows[0]).__table__
-    with db.session.no_autoflush:  # the rows may be in the session already: not inserted yet
-        ids = db.session.scalars(
-            sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence(table.name, "id")))
-            .select_from(sa.func.generate_series(1, len(rows)))).all()
-    for row, id_ in zip(rows, ids):
-        row.id = id_
-
-
 def end_transaction(session, *, close: bool = False) -> None:
     """Roll back (or close) a session; if its connection died with the database, drop it.
 
@@ -257,9 +236,53 @@ def insert_row(model: type[R], values: dict[str, Any]) -> R:
     row = {**filled, **values}
     session = db.session()
     row["id"] = session.execute(_insert_returning_id(table), row).scalar_one()
-    obj = model(**row)
-    sa.orm.make_transient_to_detached(obj)
+    obj = _loaded(model, row)
     session.add(obj)
+    return obj
+
+
+def insert_rows(model: type[R], rows: list[dict[str, Any]]) -> list[R]:
+    """INSERT many rows of ``model`` now (``insert_row``'s rules for each) and return them as
+    persistent objects of the session, in order: a job's bulk write (the due sweep's missed
+    slots and escalations) without the unit of work's bookkeeping for each object.
+
+    PostgreSQL: the ids are drawn from the table's sequence first, and the rows sent as one
+    prepared statement each in a pipeline (one ``INSERT ... RETURNING`` of thousands of
+    placeholders is parsed in Python by the driver). SQLite: one statement returns the ids,
+    in the rows' order.
+    """
+    from config.extensions import db
+
+    if not rows:
+        return []
+    table = model.__table__
+    filled, made_on_insert = _column_defaults(table)
+    for values in rows:
+        if missing := sorted(made_on_insert - values.keys()):
+            raise ValueError(f"{table.name}: {', '.join(missing)} have defaults made on insert; "
+                             "give their values")
+    full = [{**filled, **values} for values in rows]
+    session = db.session()
+    if session.get_bind().dialect.name == "postgresql":
+        for values, id_ in zip(full, _next_ids(table, len(full))):
+            values["id"] = id_
+        session.connection().execute(_insert(table), full)
+    else:
+        ids = session.connection().execute(_insert_returning_ids_in_order(table), full).scalars()
+        for values, id_ in zip(full, ids, strict=True):
+            values["id"] = id_
+    objects = [_loaded(model, values) for values in full]
+    session.add_all(objects)
+    return objects
+
+
+def _loaded(model: type[R], row: dict[str, Any]) -> R:
+    """An object of ``model`` holding ``row`` (every column) as if loaded from the database:
+    made as the ORM's loading makes one, not by the constructor, whose attribute events cost
+    more than the INSERT (a due sweep makes hundreds)."""
+    obj = sa.orm.class_mapper(model).class_manager.new_instance()
+    sa.orm.attributes.instance_dict(obj).update(row)
+    sa.orm.make_transient_to_detached(obj)  # history reset, as for a row just loaded
     return obj
 
 
@@ -291,6 +314,26 @@ def _column_defaults(table: sa.Table) -> tuple[dict[str, Any], frozenset[str]]:
 @functools.cache
 def _insert_returning_id(table: sa.Table) -> sa.Insert:
     return sa.insert(table).returning(table.c.id)
+
+
+@functools.cache
+def _insert(table: sa.Table) -> sa.Insert:
+    return sa.insert(table)
+
+
+@functools.cache
+def _insert_returning_ids_in_order(table: sa.Table) -> sa.Insert:
+    return sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+
+
+def _next_ids(table: sa.Table, count: int) -> list[int]:
+    """``count`` new ids from the table's sequence (PostgreSQL), in one query."""
+    from config.extensions import db
+
+    with db.session.no_autoflush:  # rows may be in the session already: not inserted yet
+        return list(db.session.scalars(
+            sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence(table.name, "id")))
+            .select_from(sa.func.generate_series(1, count))))
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from config.clock import local
-from config.db import assign_ids, unit_of_work
+from config.db import insert_rows, unit_of_work
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
 from config.outbox import enqueue_many
@@ -169,9 +169,9 @@ def raise_escalation(admission: Admission, trigger: Trigger, *, source_type: str
     unit_model = model_at(admission.unit_id, now)
     if route is None:
         route, unit_model = _doctor_route(admission.unit_id, now)
-    escalation = _opened(admission, trigger, source_type=source_type, source_id=source_id,
-                         actor=actor, now=now, route=route, unit_model=unit_model,
-                         target=targets[trigger.severity])
+    escalation = Escalation(**_opened(admission, trigger, source_type=source_type,
+                                      source_id=source_id, actor=actor, now=now, route=route,
+                                      unit_model=unit_model, target=targets[trigger.severity]))
     db.session.add(escalation)
     db.session.flush()
     _step(escalation, now, "raised", f"{trigger.severity}: {trigger.reason}", actor)
@@ -182,8 +182,9 @@ def raise_escalation(admission: Admission, trigger: Trigger, *, source_type: str
 
 def _opened(admission: Admission, trigger: Trigger, *, source_type: str, source_id: int | None,
             actor: Staff | None, now: datetime, route: str, unit_model: str,
-            target: int) -> Escalation:
-    return Escalation(
+            target: int) -> dict[str, Any]:
+    """The row of a new escalation (its columns' values)."""
+    return dict(
         unit_id=admission.unit_id, admission_id=admission.id, dedup_key=trigger.dedup_key,
         trigger=trigger.code, severity=trigger.severity, reason=trigger.reason,
         source_type=source_type, source_id=source_id, status="open", route=route,
@@ -402,18 +403,20 @@ def on_missed(rows: list[MissedObservation], now: datetime) -> None:
     opening_units = {row.unit_id for row, trigger in zip(rows, triggers)
                      if (row.admission_id, trigger.dedup_key) not in live}
     models = models_at(opening_units, now) if opening_units else {}
-    opened: dict[int, Escalation] = {}
+    opening: dict[int, dict[str, Any]] = {}  # by missed row id: the escalation it opens
+    opened_causes: set[tuple[int, str]] = set()
     for row, trigger in zip(rows, triggers):
         cause = (row.admission_id, trigger.dedup_key)
-        if cause not in live:
-            live[cause] = opened[row.id] = _opened(
+        if cause not in live and cause not in opened_causes:
+            opened_causes.add(cause)
+            opening[row.id] = _opened(
                 admissions[row.admission_id], trigger, source_type="missed_observation",
                 source_id=row.id, actor=None, now=now, route=MISSED_ROUTE,
                 unit_model=models[row.unit_id],
                 target=settings_for(row.unit_id)["targets"][trigger.severity])
-    assign_ids(list(opened.values()))
-    db.session.add_all(opened.values())
-    db.session.flush()
+    opened = dict(zip(opening, insert_rows(Escalation, list(opening.values()))))
+    for escalation in opened.values():
+        live[(escalation.admission_id, escalation.dedup_key)] = escalation
     recipients = (_recipients({escalation.unit_id for escalation in opened.values()}, MISSED_ROUTE, now)
                   if opened else {})
     # What each slot writes, in slot order; then each kind of row in one statement.

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from config.db import assign_ids, insert_row, unit_of_work, update_row
+from config.db import insert_row, insert_rows, unit_of_work, update_row
 from config.errors import Forbidden
 from config.extensions import db
 from monitoring.errors import (
@@ -476,7 +476,7 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
              .order_by(ObservationSchedule.next_due_at))
     if db.engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)  # a second scheduler takes the others
-    missed: list[MissedObservation] = []
+    slots: list[dict[str, Any]] = []  # the missed slots' rows, inserted together
     # Schedules with a slot past its grace that this sweep has not flagged yet (most overdue
     # schedules were flagged by an earlier sweep and wait for an observation).
     pending = []
@@ -501,15 +501,12 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
             if slot + timedelta(minutes=grace) >= now:
                 break
             if (schedule.id, slot) not in flagged:
-                row = MissedObservation(unit_id=schedule.unit_id, admission_id=schedule.admission_id,
-                                        schedule_id=schedule.id, scale=schedule.scale, due_at=slot,
-                                        grace_minutes=grace, detected_at=now)
-                db.session.add(row)
-                missed.append(row)
+                slots.append({"unit_id": schedule.unit_id, "admission_id": schedule.admission_id,
+                              "schedule_id": schedule.id, "scale": schedule.scale, "due_at": slot,
+                              "grace_minutes": grace, "detected_at": now})
             schedule.missed_through = slot
             slot += interval
-    assign_ids(missed)
-    db.session.flush()
+    missed = insert_rows(MissedObservation, slots)
     for row in missed:
         record_event(unit_id=row.unit_id, actor=None, action="observation.missed",
                      entity_type="missed_observation", entity_id=row.id, now=now,

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from config.db import after_commit, assign_ids, insert_row, unit_of_work, update_row
+from config.db import after_commit, insert_row, insert_rows, unit_of_work, update_row
 from config.errors import RecordedRefusal
 from config.extensions import db
 from unit.models import LoginAttempt
@@ -151,34 +151,54 @@ def test_insert_row_fills_scalar_defaults_and_refuses_to_guess_others(ctx, make_
     assert db.session.get(Staff, staff.id).active is True
 
 
-def test_assign_ids_numbers_new_rows_before_they_are_inserted(ctx, clock):
-    # PostgreSQL: ids come from the sequence first, so the flush inserts each row with its id
-    # (no giant INSERT ... RETURNING, and no row inserted early by an autoflush and then
-    # renumbered by an UPDATE). SQLite: nothing to do, the flush reads each id back.
+def test_insert_rows_writes_many_rows_and_leaves_them_as_a_flush_would(ctx, clock):
+    # The due sweep's bulk write: the rows are inserted at once, in order, and come back as
+    # persistent, loaded objects (reading them sends no SQL). PostgreSQL draws the ids from
+    # the sequence first and sends one prepared INSERT per row (no INSERT ... RETURNING of
+    # thousands of placeholders, and nothing flushed early and renumbered); SQLite reads the
+    # ids back from one statement.
     statements = []
 
     def count(conn, cursor, statement, *args):
         statements.append(statement.split()[0])
 
-    rows = [LoginAttempt(username=f"bulk-{i}", ip=None, at=clock(), succeeded=False)
-            for i in range(3)]
+    pending = LoginAttempt(username="pending", ip=None, at=clock(), succeeded=False)
+    db.session.add(pending)  # an ORM row waiting for the flush is not flushed by insert_rows
+
+    @unit_of_work
+    def write(fail: bool):
+        statements.clear()  # from here: what insert_rows sends
+        rows = insert_rows(LoginAttempt, [{"username": f"bulk-{i}", "at": clock(),
+                                           "succeeded": False} for i in range(3)])
+        sent = list(statements)
+        statements.clear()
+        seen = [(row.id, row.username, row.succeeded, row.ip) for row in rows]
+        assert all(sa.inspect(row).persistent for row in rows) and not db.session.dirty
+        assert statements == []
+        if fail:
+            raise ValueError("boom")
+        return seen, sent
+
     sa.event.listen(db.engine, "before_cursor_execute", count)
     try:
-        db.session.add_all(rows)  # in the session already, as the sweep's rows are
-        assign_ids(rows)
-        assigned = [row.id for row in rows]
-        db.session.flush()
+        with pytest.raises(ValueError):
+            write(True)
+        assert attempts() == []  # the rollback took the rows and the pending one
+        db.session.add(pending)
+        seen, sent = write(False)
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", count)
     if db.engine.dialect.name == "postgresql":
-        assert statements == ["SELECT", "INSERT"]
-        assert None not in assigned and len(set(assigned)) == 3
-        assert [row.id for row in rows] == assigned
+        assert sent == ["SELECT", "INSERT"]
     else:
-        assert assigned == [None] * 3 and "SELECT" not in statements
-    db.session.commit()
-    assert attempts() == ["bulk-0", "bulk-1", "bulk-2"]
-    assert sorted(db.session.scalars(sa.select(LoginAttempt.id))) == sorted(row.id for row in rows)
+        assert set(sent) == {"INSERT"}  # with RETURNING, in the rows' order
+    assert [username for _, username, _, _ in seen] == ["bulk-0", "bulk-1", "bulk-2"]
+    assert all(succeeded is False and ip is None for _, _, succeeded, ip in seen)  # ip: NULL
+    db.session.expire_all()
+    stored = {row.id: row.username for row in db.session.scalars(sa.select(LoginAttempt))}
+    assert {id_: username for id_, username, _, _ in seen}.items() <= stored.items()
+    assert sorted(stored.values()) == ["bulk-0", "bulk-1", "bulk-2", "pending"]
+    assert insert_rows(LoginAttempt, []) == []
 
 
 def test_sqlite_reads_go_on_beside_a_writer_and_writes_wait_for_it(app, team, admit, database_url):
