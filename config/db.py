@@ -248,8 +248,8 @@ def insert_rows(model: type[R], rows: list[dict[str, Any]]) -> list[R]:
 
     PostgreSQL: the ids are drawn from the table's sequence first, and the rows sent as one
     prepared statement each in a pipeline (one ``INSERT ... RETURNING`` of thousands of
-    placeholders is parsed in Python by the driver). SQLite: one statement returns the ids,
-    in the rows' order.
+    placeholders is parsed in Python by the driver). SQLite: each row's id is read back as it
+    is inserted (SQLAlchemy then inserts one row at a time, which costs little in-process).
     """
     from config.extensions import db
 

@@ -256,6 +256,34 @@ def test_missed_observation_goes_soon_to_the_nurse_in_charge(wards, app, clock):
     assert all(isinstance(e["source_id"], int) for e in listed)
 
 
+def test_an_outage_sweep_opens_one_escalation_per_cause_and_updates_it_for_later_slots(
+        wards, app, clock):
+    # After 3 hours without a sweep, one sweep flags 3 hourly slots of each scale, in bulk:
+    # each cause opens one escalation (paged once), and its later slots are steps on it.
+    from monitoring.services import flag_missed_observations
+
+    ward = wards("medically_managed")
+    admission = ward.admit(substances=("alcohol",))   # CIWA-Ar and NEWS2 due now, hourly
+    clock.advance(hours=3)
+    with app.app_context():
+        missed = flag_missed_observations(clock.now)
+        flagged = sorted((row.scale, row.due_at) for row in missed)
+        assert all(row.id is not None for row in missed)
+    start = clock.now - timedelta(hours=3)
+    assert flagged == sorted((scale, start + timedelta(hours=h))
+                             for scale in ("ciwa-ar", "news2") for h in range(3))
+    rows = escalation_rows(app, admission["id"])
+    assert sorted(row.dedup_key for row in rows) == ["missed:ciwa-ar", "missed:news2"]
+    for row in rows:
+        assert row.status == "open" and row.source_type == "missed_observation"
+        kinds = [step.kind for step in steps_of(app, row.id)]
+        assert kinds == ["raised", "notified", "updated", "updated"]
+        assert len(outbox_rows(app, row.id)) == 1  # paged once, not once a slot
+    with app.app_context():  # the next sweep finds nothing new
+        assert flag_missed_observations(clock.now) == []
+    assert len(escalation_rows(app, admission["id"])) == 2
+
+
 def test_a_missed_observation_names_its_due_time_in_uk_local_time(wards, app, clock):
     from monitoring.services import flag_missed_observations
 
