@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from flask import Flask, g, redirect, request, session, url_for
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from werkzeug.routing import IntegerConverter
 
@@ -132,9 +133,14 @@ def register_database(app: Flask) -> None:
     elif uri.startswith("postgresql"):
         # Sessions in UTC: psycopg then returns timestamps already in UTC, so reading one costs
         # no conversion (the board reads over a thousand). SQL that needs a zone names it.
+        # connect_args replace the URL's own parameters: keep the URL's ``options`` (a
+        # search_path, a statement_timeout) and any given in connect_args, then add ours.
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         connect_args = dict(options.get("connect_args") or {})
-        connect_args["options"] = f"{connect_args.get('options', '')} -c TimeZone=UTC".strip()
+        in_url = make_url(uri).query.get("options", ())
+        given = [*((in_url,) if isinstance(in_url, str) else in_url),
+                 connect_args.get("options", ""), "-c TimeZone=UTC"]
+        connect_args["options"] = " ".join(part.strip() for part in given if part.strip())
         options["connect_args"] = connect_args
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if not app.config.get("SECRET_KEY"):

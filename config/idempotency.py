@@ -32,7 +32,7 @@ class IdempotencyKey(db.Model):
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("units.id"))
     key: Mapped[str] = mapped_column(sa.String(200))
     fingerprint: Mapped[str] = mapped_column(sa.String(64))
-    status_code: Mapped[int | None]
+    status_code: Mapped[int]
     response: Mapped[Any | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -250,3 +250,29 @@ def test_a_connection_lost_with_the_database_is_dropped_not_raised(ctx):
     lose_connection()
     end_transaction(db.session(), close=True)
     assert db.session.scalar(sa.text("SELECT 1")) == 1  # a fresh connection next time
+
+
+def test_postgresql_sessions_are_in_utc_and_keep_the_urls_own_options():
+    # The URL's options (a search_path, a statement timeout) are kept beside the UTC time zone:
+    # connect_args would otherwise replace them (the migration tests name their schema so).
+    import os
+
+    from config.app import create_app
+    from config.settings import TestingConfig
+
+    base = os.environ.get("TEST_DATABASE_URL") or "postgresql+psycopg://u:p@127.0.0.1:1/nothing"
+    url = f"{base}?options=-c%20statement_timeout%3D4321"
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ENGINE_OPTIONS={
+        "connect_args": {"options": "-c lock_timeout=1234"}})
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["options"] == (
+        "-c statement_timeout=4321 -c lock_timeout=1234 -c TimeZone=UTC")
+    if not os.environ.get("TEST_DATABASE_URL"):
+        return  # no server to ask
+    with app.app_context():
+        try:
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "4321ms"
+                assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "1234ms"
+                assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
+        finally:
+            db.engine.dispose()

@@ -132,3 +132,87 @@ def test_revision_files_are_date_prefixed_and_form_one_line():
     for name in os.listdir(os.path.join(directory, "versions")):
         if name.endswith(".py"):
             assert name[:8].isdigit() and name[8] == "_", name
+
+
+def test_status_code_is_not_null_and_a_legacy_key_without_a_reply_keeps_the_key_taken(
+        empty_database, keep_logging):
+    """3a9662c5d950: a key stored without a reply (status_code NULL, from before replies were
+    stored with the key) is given a 409 "outcome unknown" reply rather than deleted, so that a
+    retry with it still writes nothing; the column is NOT NULL afterwards."""
+    from config.idempotency import KEY_LIFETIME, fingerprint_of
+    from tests.conftest import PASSWORD, referral
+    from tests.unit.helpers import assert_problem
+    from unit import services
+    from unit.models import Admission, Unit
+
+    keys = sa.table("idempotency_keys", *(sa.column(name) for name in (
+        "unit_id", "key", "fingerprint", "status_code", "created_at", "expires_at")),
+        sa.column("response", sa.JSON()))
+    body = referral(name="Legacy Retry")
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=empty_database)
+    with app.app_context():
+        try:
+            flask_migrate.upgrade(revision="02179ee8484e")
+            at = utcnow()
+            services.create_unit("MIG", "Migrated", "medically_monitored", now=at)
+            services.create_staff(unit_code="MIG", username="nurse1", role="nurse",
+                                  password=PASSWORD, full_name="Nurse One", email=None, now=at,
+                                  min_password_length=8)
+            db.session.commit()
+            unit_id = db.session.scalar(sa.select(Unit.id).where(Unit.code == "MIG"))
+            timestamps = {"created_at": at, "expires_at": at + KEY_LIFETIME}
+            db.session.execute(keys.insert(), [
+                # Legacy: claimed for this very admission request, no reply kept.
+                {"unit_id": unit_id, "key": "legacy",
+                 "fingerprint": fingerprint_of("POST", "/api/v1/admissions", body),
+                 "status_code": None, "response": None, **timestamps},
+                {"unit_id": unit_id, "key": "stored", "fingerprint": "f" * 64,
+                 "status_code": 201, "response": {"id": 7}, **timestamps},
+            ])
+            db.session.commit()
+            db.session.remove()
+
+            flask_migrate.upgrade()
+            with db.engine.connect() as conn:
+                columns = {c["name"]: c for c in sa.inspect(conn).get_columns("idempotency_keys")}
+                assert columns["status_code"]["nullable"] is False
+                rows = {row.key: row for row in conn.execute(
+                    sa.select(keys.c.key, keys.c.status_code, keys.c.response))}
+            assert set(rows) == {"legacy", "stored"}  # nothing deleted
+            assert (rows["stored"].status_code, rows["stored"].response) == (201, {"id": 7})
+            assert rows["legacy"].status_code == 409
+            assert rows["legacy"].response["status"] == 409
+            assert rows["legacy"].response["type"] == "/problems/idempotency-outcome-unknown"
+
+            # A NULL status_code is refused by the database from now on.
+            with pytest.raises(sa.exc.IntegrityError):
+                with db.engine.begin() as conn:
+                    conn.execute(keys.insert(), {"unit_id": unit_id, "key": "new",
+                                                 "fingerprint": "0" * 64, "status_code": None,
+                                                 **timestamps})
+
+            # The retry the legacy key was for replays the 409 and admits no one (the key is
+            # still taken); the same key with another body is still refused as reused.
+            client = app.test_client()
+            assert client.post("/api/v1/auth/login", json={
+                "username": "nurse1", "password": PASSWORD}).status_code == 200
+            replay = client.post("/api/v1/admissions", json=body,
+                                 headers={"Idempotency-Key": "legacy"})
+            assert_problem(replay, 409, "idempotency-outcome-unknown")
+            assert replay.headers["Idempotent-Replayed"] == "true"
+            assert_problem(client.post("/api/v1/admissions", json=referral(name="Someone Else"),
+                                       headers={"Idempotency-Key": "legacy"}),
+                           422, "idempotency-key-reused")
+            assert db.session.scalar(sa.select(sa.func.count()).select_from(Admission)) == 0
+            db.session.remove()
+
+            # Down again: the column takes NULL; the reply given above stays.
+            flask_migrate.downgrade(revision="02179ee8484e")
+            with db.engine.connect() as conn:
+                columns = {c["name"]: c for c in sa.inspect(conn).get_columns("idempotency_keys")}
+                assert columns["status_code"]["nullable"] is True
+                assert conn.scalar(sa.select(keys.c.status_code)
+                                   .where(keys.c.key == "legacy")) == 409
+        finally:
+            db.session.remove()
+            db.engine.dispose()
