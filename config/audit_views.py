@@ -138,7 +138,8 @@ def report_page():
 @roles_required(AUDITORS)
 def log_page():
     """The audit log, searchable by resident, user, action and period."""
-    page = max(int(request.args.get("page", "1") or 1) if (request.args.get("page") or "1").isdigit() else 1, 1)
+    wanted = request.args.get("page") or "1"
+    page = max(int(wanted), 1) if wanted.isascii() and wanted.isdigit() else 1
     query = {k: (request.args.get(k) or None) for k in ("resident", "user", "action")}
     query["start"], query["end"] = request.args.get("from") or None, request.args.get("to") or None
     rows, total = _search(query, page, 50)

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from medication.drugs import DRUGS
 from medication.models import ORDER_KINDS, OUTCOMES
 from monitoring.scales import SCALES
-from unit.schemas import StrictBool, StrictFloat, StrictInt, Timestamp
+from unit.schemas import StrictBool, StrictFloat, StrictId, StrictInt, Timestamp
 
 
 class TriggerIn(Schema):
@@ -63,7 +63,7 @@ class AdministrationIn(Schema):
     reason = fields.String(load_default=None, allow_none=True)
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
     witness = fields.Nested(WitnessIn, load_default=None, allow_none=True)
-    scheduled_dose_id = StrictInt(load_default=None, allow_none=True)
+    scheduled_dose_id = StrictId(load_default=None, allow_none=True)
 
 
 class RegisterEntryIn(Schema):
@@ -72,7 +72,7 @@ class RegisterEntryIn(Schema):
     supplier = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     reference = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     witness = fields.Nested(WitnessIn, load_default=None, allow_none=True)
-    corrects_id = StrictInt(load_default=None, allow_none=True)
+    corrects_id = StrictId(load_default=None, allow_none=True)
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 

@@ -190,7 +190,8 @@ def _struck_to_replace(admission: Admission, scale: str, value: str | None) -> O
     struck through, and not corrected already; anything else is a 404."""
     if not value:
         return None
-    struck = db.session.get(Observation, int(value)) if value.isdigit() and int(value) < 2**31 else None
+    struck = (db.session.get(Observation, int(value))
+              if value.isascii() and value.isdigit() and int(value) < 2**31 else None)
     if (struck is None or struck.admission_id != admission.id or struck.scale != scale
             or struck.struck_at is None or db.session.scalar(
                 select(Observation.id).where(Observation.replaces_id == struck.id))):
@@ -374,7 +375,8 @@ def rota():
         try:
             body = RotaShiftIn().load({k: v for k, v in {
                 "duty": request.form.get("duty"),
-                "staff_id": int(request.form["staff_id"]) if request.form.get("staff_id", "").isdigit() else None,
+                "staff_id": (int(request.form["staff_id"]) if request.form.get("staff_id", "").isascii()
+                             and request.form["staff_id"].isdigit() else None),
                 "contact": request.form.get("contact") or None,
                 "starts_at": _local_to_utc(request.form.get("starts_at", "")),
                 "ends_at": _local_to_utc(request.form.get("ends_at", "")),

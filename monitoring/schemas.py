@@ -5,7 +5,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from monitoring.models import NOT_DONE_REASONS
 from monitoring.scales import SCALES
-from unit.schemas import StaffSchema, StrictBool, StrictInt, Timestamp
+from unit.schemas import StaffSchema, StrictBool, StrictId, StrictInt, Timestamp
 
 SCALE_CODES = tuple(SCALES)
 
@@ -198,7 +198,7 @@ class RotaQuery(Schema):
 class RotaShiftIn(Schema):
     duty = fields.String(required=True, validate=validate.OneOf(
         ("nurse_in_charge", "on_site_doctor", "visiting_gp", "second_on_call", "clinical_lead")))
-    staff_id = StrictInt(load_default=None, allow_none=True)
+    staff_id = StrictId(load_default=None, allow_none=True)
     contact = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     starts_at = Timestamp(required=True)
     ends_at = Timestamp(required=True)

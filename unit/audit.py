@@ -258,8 +258,9 @@ def search_events(unit_id: int, *, resident: str | None, user: str | None, actio
 
     where = [AuditEvent.unit_id == unit_id]
     if resident:
-        if resident.isdigit():
-            where.append(AuditEvent.resident_id == int(resident))
+        if resident.isascii() and resident.isdigit():  # an id (too large for one: nobody's)
+            where.append(AuditEvent.resident_id == int(resident) if int(resident) < 2**31
+                         else sa.false())
         else:
             ids = select(Resident.id).where(Resident.unit_id == unit_id, Resident.name.ilike(f"%{resident}%"))
             where.append(AuditEvent.resident_id.in_(ids))
@@ -273,6 +274,8 @@ def search_events(unit_id: int, *, resident: str | None, user: str | None, actio
     if end:
         where.append(AuditEvent.at < end)
     total = db.session.scalar(select(sa.func.count()).select_from(AuditEvent).where(*where))
+    if (page - 1) * per_page >= total:
+        return [], total  # past the last page (also a page number too large for an OFFSET)
     rows = db.session.execute(
         select(AuditEvent, Staff.username).outerjoin(Staff, Staff.id == AuditEvent.actor_id).where(*where)
         .order_by(AuditEvent.seq.desc()).limit(per_page).offset((page - 1) * per_page)).all()

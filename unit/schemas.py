@@ -26,6 +26,12 @@ def StrictInt(**kw) -> fields.Integer:  # noqa: N802
     return fields.Integer(strict=True, **kw)
 
 
+def StrictId(**kw) -> fields.Integer:  # noqa: N802
+    """A record's id in a body: an integer of the INTEGER columns' range, as in a URL (a larger
+    one is a 422 here, not an overflow in the database driver)."""
+    return StrictInt(validate=validate.Range(1, 2**31 - 1), **kw)
+
+
 def StrictFloat(**kw) -> fields.Float:  # noqa: N802
     """A number that refuses strings ("12") and booleans; NaN and infinity are refused too."""
     return _StrictFloat(**kw)

@@ -220,3 +220,5 @@ def test_striking_on_the_tablet_leads_to_the_correction_linked_to_it(app, ward, 
     assert ward.nurse.get(f"{url}?replaces={wrong.id}").status_code == 404
     assert ward.nurse.get(f"{url}?replaces={correction.id}").status_code == 404
     assert ward.nurse.get(f"/admissions/{admission['id']}/observe/news2?replaces={wrong.id}").status_code == 404
+    for nonsense in ("²", "abc", str(10**22)):  # "²".isdigit() is true, but it is no id
+        assert ward.nurse.get(f"{url}?replaces={nonsense}").status_code == 404

@@ -95,6 +95,23 @@ def test_the_log_page_pages_by_fifty(ward, events):
     assert second == [e["seq"] for e in events[50:100]]
 
 
+def test_a_page_past_the_end_and_an_id_too_large_find_nothing(ward, events):
+    # Found by the schemathesis fuzz test: numbers too large for the database's integers were
+    # a 500 (SQLite: "Python int too large to convert to SQLite INTEGER").
+    huge = str(10**21)
+    response = ward.manager.get(f"/api/v1/audit/events?page={huge}")
+    assert response.status_code == 200 and response.get_json() == []
+    assert json.loads(response.headers["X-Pagination"])["total"] == len(events)
+    assert search_api(ward, page=len(events) // 100 + 2) == ([], len(events))
+    assert search_api(ward, resident=huge) == ([], 0)
+    assert search_api(ward, resident=str(2**31)) == ([], 0)
+    rows, total = search_page(ward, page=huge)
+    assert (rows, total) == ([], len(events))
+    # "²".isdigit() is true but int("²") fails: a digit of another script is text, not a number.
+    assert search_api(ward, resident="²") == ([], 0)
+    assert search_page(ward, page="²") == search_page(ward)
+
+
 def test_a_bad_period_in_the_search_is_a_422_problem(ward):
     body = problem(ward.manager.get("/api/v1/audit/events?from=03/03/2025"), 422)
     assert "from" in body["errors"]

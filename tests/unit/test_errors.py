@@ -214,6 +214,35 @@ def test_a_page_past_the_end_is_empty_whatever_its_number(nurse, admit):
         assert response.get_json() == []
 
 
+# Ids in a body have the same range as in a URL: a larger one is a 422 naming the field, not
+# an overflow in the database driver (a 500 on SQLite, "integer out of range" on PostgreSQL).
+@pytest.mark.parametrize("schema, field", [
+    ("monitoring.schemas:RotaShiftIn", "staff_id"),
+    ("medication.schemas:AdministrationIn", "scheduled_dose_id"),
+    ("medication.schemas:RegisterEntryIn", "corrects_id")])
+def test_an_id_in_a_body_outside_the_integer_range_is_refused(schema, field):
+    import importlib
+
+    from marshmallow import ValidationError
+
+    module, name = schema.split(":")
+    fields = getattr(importlib.import_module(module), name)().fields
+    assert fields[field].deserialize(2**31 - 1) == 2**31 - 1
+    for too_large in (0, 2**31, 10**22):
+        with pytest.raises(ValidationError):
+            fields[field].deserialize(too_large)
+
+
+def test_a_rota_shift_for_staff_id_too_large_is_a_422(app, make_unit, make_staff, login):
+    manager = login(make_staff(make_unit(), "manager"))
+    before = row_counts(app)
+    response = manager.post("/api/v1/rota", json={
+        "duty": "nurse_in_charge", "staff_id": 10**22, "starts_at": "2026-12-01T08:00:00Z",
+        "ends_at": "2026-12-01T20:00:00Z"}, headers={"Idempotency-Key": "rota-too-large"})
+    assert "staff_id" in assert_problem(response, 422, "validation-error")["errors"]
+    assert writes_between(before, row_counts(app)) == {}
+
+
 # PostgreSQL cannot store NUL in text and no driver can encode an unpaired surrogate.
 @pytest.mark.parametrize("name", ["Alex\u0000Example", "Alex \ud800"])
 def test_text_no_database_can_store_is_a_422_naming_the_field(app, nurse, name):
