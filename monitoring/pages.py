@@ -372,11 +372,11 @@ def rota():
     if request.method == "POST":
         if staff.role != "manager":
             abort(403)
+        staff_id = request.form.get("staff_id", "")
         try:
             body = RotaShiftIn().load({k: v for k, v in {
                 "duty": request.form.get("duty"),
-                "staff_id": (int(request.form["staff_id"]) if request.form.get("staff_id", "").isascii()
-                             and request.form["staff_id"].isdigit() else None),
+                "staff_id": int(staff_id) if staff_id.isascii() and staff_id.isdigit() else None,
                 "contact": request.form.get("contact") or None,
                 "starts_at": _local_to_utc(request.form.get("starts_at", "")),
                 "ends_at": _local_to_utc(request.form.get("ends_at", "")),
