@@ -12,6 +12,7 @@ from config.clock import now, unit_zone
 from config.report import build_report, parse_period, tables, to_csv, to_pdf, to_zip
 from unit.audit import search_events
 from unit.auth import current_staff, roles_required
+from unit.schemas import whole_number
 
 AUDITORS = ("manager", "inspector")
 blp = ApiBlueprint("audit_api", __name__, url_prefix="/api/v1",
@@ -138,8 +139,7 @@ def report_page():
 @roles_required(AUDITORS)
 def log_page():
     """The audit log, searchable by resident, user, action and period."""
-    wanted = request.args.get("page") or "1"
-    page = max(int(wanted), 1) if wanted.isascii() and wanted.isdigit() else 1
+    page = max(whole_number(request.args.get("page") or "1") or 1, 1)
     query = {k: (request.args.get(k) or None) for k in ("resident", "user", "action")}
     query["start"], query["end"] = request.args.get("from") or None, request.args.get("to") or None
     rows, total = _search(query, page, 50)

@@ -229,11 +229,7 @@ def insert_row(model: type[R], values: dict[str, Any]) -> R:
     from config.extensions import db
 
     table = model.__table__
-    filled, made_on_insert = _column_defaults(table)
-    if missing := sorted(made_on_insert - values.keys()):
-        raise ValueError(f"{table.name}: {', '.join(missing)} have defaults made on insert; "
-                         "give their values")
-    row = {**filled, **values}
+    row = _with_defaults(table, values)
     session = db.session()
     row["id"] = session.execute(_insert_returning_id(table), row).scalar_one()
     obj = _loaded(model, row)
@@ -256,12 +252,7 @@ def insert_rows(model: type[R], rows: list[dict[str, Any]]) -> list[R]:
     if not rows:
         return []
     table = model.__table__
-    filled, made_on_insert = _column_defaults(table)
-    for values in rows:
-        if missing := sorted(made_on_insert - values.keys()):
-            raise ValueError(f"{table.name}: {', '.join(missing)} have defaults made on insert; "
-                             "give their values")
-    full = [{**filled, **values} for values in rows]
+    full = [_with_defaults(table, values) for values in rows]
     session = db.session()
     if session.get_bind().dialect.name == "postgresql":
         for values, id_ in zip(full, _next_ids(table, len(full))):
@@ -293,6 +284,16 @@ def update_row(obj: Any, **values: Any) -> None:
     db.session.execute(_update_by_id(type(obj).__table__), {"row_id": obj.id, **values})
     for key, value in values.items():
         sa.orm.attributes.set_committed_value(obj, key, value)
+
+
+def _with_defaults(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every column not given at its scalar default (or NULL); a column left
+    out whose default is made on insert is refused."""
+    filled, made_on_insert = _column_defaults(table)
+    if missing := sorted(made_on_insert - values.keys()):
+        raise ValueError(f"{table.name}: {', '.join(missing)} have defaults made on insert; "
+                         "give their values")
+    return {**filled, **values}
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from monitoring.schemas import RotaShiftIn
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 from unit.models import Admission, Staff
 from unit.pages import BoardExtension, safe_next
+from unit.schemas import whole_number
 from unit.services import get_admission
 
 bp = Blueprint("monitoring_pages", __name__, template_folder="templates")
@@ -190,8 +191,8 @@ def _struck_to_replace(admission: Admission, scale: str, value: str | None) -> O
     struck through, and not corrected already; anything else is a 404."""
     if not value:
         return None
-    struck = (db.session.get(Observation, int(value))
-              if value.isascii() and value.isdigit() and int(value) < 2**31 else None)
+    number = whole_number(value)
+    struck = db.session.get(Observation, number) if number is not None and number < 2**31 else None
     if (struck is None or struck.admission_id != admission.id or struck.scale != scale
             or struck.struck_at is None or db.session.scalar(
                 select(Observation.id).where(Observation.replaces_id == struck.id))):
@@ -372,11 +373,10 @@ def rota():
     if request.method == "POST":
         if staff.role != "manager":
             abort(403)
-        staff_id = request.form.get("staff_id", "")
         try:
             body = RotaShiftIn().load({k: v for k, v in {
                 "duty": request.form.get("duty"),
-                "staff_id": int(staff_id) if staff_id.isascii() and staff_id.isdigit() else None,
+                "staff_id": whole_number(request.form.get("staff_id", "")),
                 "contact": request.form.get("contact") or None,
                 "starts_at": _local_to_utc(request.form.get("starts_at", "")),
                 "ends_at": _local_to_utc(request.form.get("ends_at", "")),

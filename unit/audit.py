@@ -255,12 +255,12 @@ def search_events(unit_id: int, *, resident: str | None, user: str | None, actio
     import sqlalchemy as sa
 
     from unit.models import Resident
+    from unit.schemas import whole_number
 
     where = [AuditEvent.unit_id == unit_id]
     if resident:
-        if resident.isascii() and resident.isdigit():  # an id (too large for one: nobody's)
-            where.append(AuditEvent.resident_id == int(resident) if int(resident) < 2**31
-                         else sa.false())
+        if (number := whole_number(resident)) is not None:  # an id (too large for one: nobody's)
+            where.append(AuditEvent.resident_id == number if number < 2**31 else sa.false())
         else:
             ids = select(Resident.id).where(Resident.unit_id == unit_id, Resident.name.ilike(f"%{resident}%"))
             where.append(AuditEvent.resident_id.in_(ids))

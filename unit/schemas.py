@@ -26,6 +26,12 @@ def StrictInt(**kw) -> fields.Integer:  # noqa: N802
     return fields.Integer(strict=True, **kw)
 
 
+def whole_number(text: str) -> int | None:
+    """The number a query or form field holds if it is ASCII digits only, else None
+    (``str.isdigit`` also accepts "²", which ``int`` refuses)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def StrictId(**kw) -> fields.Integer:  # noqa: N802
     """A record's id in a body: an integer of the INTEGER columns' range, as in a URL (a larger
     one is a 422 here, not an overflow in the database driver)."""
