@@ -50,9 +50,8 @@ from monitoring.services import settings_for as monitoring_settings
 from monitoring.services import unit_bands
 from unit.audit import record_event
 from unit.auth import check_password
-from unit.errors import AdmissionNotActive
 from unit.models import Admission, Staff
-from unit.services import get_admission, model_at, protocol_settings
+from unit.services import active_admission, get_admission, model_at, protocol_settings
 
 MEDICATION_DEFAULTS: dict[str, Any] = {
     "prn_trigger_max_age_minutes": 60,        # a PRN dose needs a qualifying score this recent
@@ -82,13 +81,6 @@ def drug_or_invalid(code: str) -> Drug:
 
 
 # --- orders ---------------------------------------------------------------------------------
-
-def _active_admission(actor: Staff, admission_id: int) -> Admission:
-    admission = get_admission(actor, admission_id)
-    if admission.status != "active":
-        raise AdmissionNotActive(f"Admission {admission_id} is discharged.")
-    return admission
-
 
 def _prescriber(actor: Staff, body: dict) -> tuple[Staff, bool]:
     """Who prescribes: the actor (doctor or GP), or the GP of a phone order a nurse records."""
@@ -205,7 +197,7 @@ class Ordered:
 def create_order(actor: Staff, admission_id: int, body: dict, *, now: datetime,
                  supersedes: MedicationOrder | None = None) -> Ordered:
     """Prescribe (doctor or GP), or record a GP's phone order (nurse, read back)."""
-    admission = _active_admission(actor, admission_id)
+    admission = active_admission(actor, admission_id)
     prescriber, phone = _prescriber(actor, body)
     drug = drug_or_invalid(body["drug"])
     warnings = _check_order(admission, drug, body, now)

@@ -35,8 +35,7 @@ from monitoring.scales import (
 )
 from unit.audit import record_event
 from unit.models import Admission, Staff
-from unit.services import age_today, get_admission, protocol_settings
-from unit.errors import AdmissionNotActive
+from unit.services import active_admission, age_today, get_admission, protocol_settings
 
 # CLINICAL.md section 2 and the issue's defaults; a unit may adopt its own (protocol section
 # "monitoring": {"bands": {scale: [band...]}, "intervals": {scale: {band: minutes}}, ...}).
@@ -158,7 +157,7 @@ def list_schedules(actor: Staff, admission_id: int) -> list[ObservationSchedule]
 def add_schedule(actor: Staff, admission_id: int, *, scale: str, max_interval_minutes: int | None,
                  reason: str, now: datetime) -> ObservationSchedule:
     """A nurse or doctor starts observations of another scale (e.g. GMAWS, SOWS)."""
-    admission = _active_admission(actor, admission_id)
+    admission = active_admission(actor, admission_id)
     scale_or_404(scale)
     existing = db.session.scalars(select(ObservationSchedule).where(
         ObservationSchedule.admission_id == admission_id, ObservationSchedule.scale == scale)).first()
@@ -183,7 +182,7 @@ def change_schedule(actor: Staff, schedule_id: int, *, max_interval_minutes: int
     schedule = db.session.get(ObservationSchedule, schedule_id)
     if schedule is None or schedule.unit_id != actor.unit_id:
         raise ScheduleNotFound(f"There is no schedule {schedule_id} on your unit.")
-    _active_admission(actor, schedule.admission_id)
+    active_admission(actor, schedule.admission_id)
     old = schedule.interval_minutes
     schedule.max_interval_minutes = max_interval_minutes
     if max_interval_minutes and max_interval_minutes < schedule.interval_minutes:
@@ -200,13 +199,6 @@ def change_schedule(actor: Staff, schedule_id: int, *, max_interval_minutes: int
     _log_interval_change(schedule, old, schedule.interval_minutes,
                          reason if schedule.active else f"Stopped: {reason}", actor, now)
     return schedule
-
-
-def _active_admission(actor: Staff, admission_id: int) -> Admission:
-    admission = get_admission(actor, admission_id)
-    if admission.status != "active":
-        raise AdmissionNotActive(f"Admission {admission_id} is discharged; nothing can be recorded.")
-    return admission
 
 
 # --- observations ---------------------------------------------------------------------------
@@ -259,7 +251,7 @@ def record_observation(actor: Staff, admission_id: int, *, scale: str, items: di
                        observed_at: datetime | None, note: str | None, now: datetime,
                        replaces: Observation | None = None) -> Recorded:
     """Score and keep an observation, move its schedule on, and let escalation look at it."""
-    admission = _active_admission(actor, admission_id)
+    admission = active_admission(actor, admission_id)
     settings = settings_for(admission.unit_id)
     observed_at = observed_at or now
     _check_time(admission, observed_at, now, settings)
@@ -309,7 +301,7 @@ def record_observation(actor: Staff, admission_id: int, *, scale: str, items: di
 def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
                     observed_at: datetime | None, note: str | None, now: datetime) -> Recorded:
     """Record that an observation could not be done; ask again sooner; a repeat refusal escalates."""
-    admission = _active_admission(actor, admission_id)
+    admission = active_admission(actor, admission_id)
     scale_or_404(scale)
     settings = settings_for(admission.unit_id)
     observed_at = observed_at or now

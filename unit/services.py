@@ -485,6 +485,16 @@ def get_admission(actor: Staff, admission_id: int) -> Admission:
     return admission
 
 
+def active_admission(actor: Staff, admission_id: int) -> Admission:
+    """An admission of the actor's unit that is still active: nothing is recorded or given
+    for a discharged resident (409 ``admission-not-active``)."""
+    admission = get_admission(actor, admission_id)
+    if admission.status != "active":
+        raise AdmissionNotActive(
+            f"Admission {admission_id} is discharged: nothing more can be recorded or given.")
+    return admission
+
+
 def list_admissions(actor: Staff, *, status: str | None = None) -> list[Admission]:
     """The unit's admissions, newest first, optionally by status, with what the API shows of
     each (referral, harm-reduction checklist)."""
