@@ -25,6 +25,7 @@ PRN_ORDER = {"kind": "prn", "drug": "chlordiazepoxide", "dose_mg": DOSE_MG, "rou
 
 
 def test_fifty_simultaneous_presses_give_one_dose(server):
+    """HAZ-001: fifty presses of the same dose at once give it once."""
     nurses = [name for name, role in STAFF[UNIT_A] if role == "nurse"]
     assert len(nurses) >= 5
     nurse = server.session(nurses[0])

@@ -34,6 +34,7 @@ class Write:
 
 
 def test_sigkill_under_load_loses_no_acknowledged_write(server):
+    """HAZ-002: a write the tablet was told is saved survives the server being killed."""
     nurses = [name for name, role in STAFF[UNIT_A] if role == "nurse"]
     admit_as = server.session(nurses[0])
     admissions = [server.admit(admit_as, f"Crash Resident {i}")["id"] for i in range(RESIDENTS)]

@@ -55,6 +55,7 @@ def _send(client: requests.Session, url: str, sent: Sent) -> Sent:
 
 
 def test_a_thousand_observations_with_retries_are_stored_exactly_once(server):
+    """HAZ-002: retried observations are stored exactly once, none lost."""
     nurses = [name for name, role in STAFF[UNIT_A] if role == "nurse"]
     admit_as = server.session(nurses[0])
     admissions = [server.admit(admit_as, f"Retry Resident {i}")["id"] for i in range(RESIDENTS)]

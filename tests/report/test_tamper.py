@@ -50,6 +50,7 @@ def test_untampered_chain_is_verified(small_history):
 
 
 def test_an_altered_event_breaks_the_chain(app, small_history):
+    """HAZ-003: an edited audit event is found."""
     ward = small_history
     unit_id = ward.unit_id()
     target = seq_of(app, unit_id, "observation.record")
@@ -84,6 +85,7 @@ def test_an_altered_timestamp_breaks_the_chain(app, small_history):
 
 
 def test_a_deleted_last_event_breaks_the_chain(app, small_history):
+    """HAZ-003: a deleted last audit event is found."""
     ward = small_history
     unit_id = ward.unit_id()
     with app.app_context():
