@@ -15,9 +15,9 @@ from werkzeug.routing import IntegerConverter
 
 from config.clock import now
 from config.db import end_transaction
-from config.errors import (Forbidden, Unauthorized, ValidationFailed, register_error_handlers,
-                           wants_json)
-from config.extensions import api, csrf, db, migrate
+from config.api import api, register_error_handlers, wants_json
+from config.errors import Forbidden, Unauthorized, ValidationFailed
+from config.extensions import csrf, db, migrate
 from config.settings import BaseConfig, config_from_env
 
 
@@ -192,8 +192,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(medication_pages)
     app.register_blueprint(audit_pages)
 
-    # The OpenAPI document is for signed-in users too.
-    for endpoint in ("api-docs.openapi_json",):
+    # The infrastructure's endpoints (the OpenAPI document, health) are for every signed-in
+    # role: the roles are the unit's, so config's own modules cannot name them.
+    for endpoint in ("api-docs.openapi_json", "system_api.health"):
         view = app.view_functions[endpoint]
         app.view_functions[endpoint] = roles_required(ALL_ROLES)(functools.wraps(view)(
             lambda *a, _view=view, **kw: _view(*a, **kw)))

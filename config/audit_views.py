@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint as PageBlueprint
 from flask import Response, render_template, request
-from config.errors import ApiBlueprint
+from config.api import ApiBlueprint
 from marshmallow import Schema, fields, validate
 
 from config.clock import now, unit_zone

@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine
 import sqlalchemy.orm
 from sqlalchemy.orm import DeclarativeBase
 
+from config.errors import RecordedRefusal
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -137,8 +139,6 @@ def unit_of_work(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from config.errors import RecordedRefusal
-
         session = _session()
         info = session.info
         if info.get("uow_depth"):

@@ -1,4 +1,7 @@
-"""Extension instances, created unbound and initialised by the application factory."""
+"""Extension instances, created unbound and initialised by the application factory.
+
+The API's own (``config.api.api``) lives with the API machinery, which needs ``db``.
+"""
 from __future__ import annotations
 
 from flask_migrate import Migrate
@@ -10,7 +13,3 @@ from config.db import Base
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(compare_type=True, render_as_batch=True)
 csrf = CSRFProtect()
-
-from config.errors import ProblemApi  # noqa: E402
-
-api = ProblemApi()

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from config.clock import now
 from config.db import unit_of_work
-from config.errors import DomainError, RecordedRefusal, domain_error_response
+from config.api import domain_error_response
+from config.errors import DomainError, RecordedRefusal
 from config.extensions import db
 
 KEY_LIFETIME = timedelta(days=7)  # keys live at least 7 days

@@ -5,7 +5,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 
 from config.clock import now
 from config.errors import DomainError
-from config.extensions import api
+from config.api import api
 from unit.auth import ALL_ROLES, public, roles_required, sign_in, sign_out
 from unit.pages import safe_next
 

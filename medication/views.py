@@ -1,7 +1,7 @@
 """The medication package's JSON API."""
 from __future__ import annotations
 
-from config.errors import ApiBlueprint
+from config.api import ApiBlueprint
 
 from config.clock import now
 from config.idempotency import idempotent

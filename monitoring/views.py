@@ -1,7 +1,7 @@
 """The monitoring package's JSON API."""
 from __future__ import annotations
 
-from config.errors import ApiBlueprint
+from config.api import ApiBlueprint
 
 from datetime import timedelta
 

@@ -5,7 +5,7 @@ from flask import current_app, request, session
 
 from config.clock import now
 from config.idempotency import idempotent
-from config.errors import ApiBlueprint
+from config.api import ApiBlueprint
 from unit import services
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
 from unit.schemas import (
