@@ -215,7 +215,7 @@ def undo_sweep(app, now) -> None:
     import sqlalchemy as sa
 
     from config.extensions import db
-    from config.outbox import OutboxMessage
+    from monitoring.outbox import OutboxMessage
     from monitoring.models import Escalation, EscalationStep, MissedObservation, ObservationSchedule
 
     with app.app_context():

@@ -150,10 +150,10 @@ def register_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     """Bind the extensions to the app (every model module imported, for migrations)."""
     import config.idempotency  # noqa: F401
-    import config.outbox  # noqa: F401
-    import config.scheduler  # noqa: F401
+    import config.jobs  # noqa: F401
     import medication.models  # noqa: F401
     import monitoring.models  # noqa: F401
+    import monitoring.outbox  # noqa: F401
     import unit.models  # noqa: F401
 
     db.init_app(app)
@@ -289,7 +289,7 @@ def register_hooks(app: Flask) -> None:
         # Every page shows a red banner when the due sweep has not run recently.
         if getattr(g, "staff", None) is None:
             return {}
-        from config.scheduler import heartbeat_status
+        from config.jobs import heartbeat_status
 
         return {"scheduler": heartbeat_status(now())}
 

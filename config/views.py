@@ -10,7 +10,7 @@ from marshmallow import Schema, fields
 
 from config.clock import now
 from config.extensions import db
-from config.scheduler import heartbeat_status
+from config.jobs import heartbeat_status
 
 blp = ApiBlueprint("system_api", __name__, url_prefix="/api/v1", description="Service health")
 

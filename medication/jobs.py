@@ -1,7 +1,7 @@
 """Scheduled jobs of the medication package."""
 from __future__ import annotations
 
-from config.scheduler import Job
+from config.jobs import Job
 from medication.services import escalate_uncountersigned
 
 JOBS = [Job("phone_order_countersign", 300, escalate_uncountersigned)]

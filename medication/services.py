@@ -718,7 +718,7 @@ def record_stock_check(actor: Staff, drug_code: str, *, counted_mg: float, witne
     entry = _register_append(actor.unit_id, drug.code, kind="stock_check", amount_mg=0, actor=actor,
                              witness=witness_staff, now=now, counted_mg=counted_mg, note=note)
     if abs(counted_mg - balance) > 1e-6:
-        from config.outbox import enqueue
+        from monitoring.outbox import enqueue
 
         managers = db.session.scalars(select(Staff).where(Staff.unit_id == actor.unit_id,
                                                           Staff.role == "manager", Staff.active.is_(True))).all()

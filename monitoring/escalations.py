@@ -19,7 +19,7 @@ from config.clock import local
 from config.db import insert_rows, unit_of_work
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
-from config.outbox import enqueue_many
+from monitoring.outbox import enqueue_many
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, RotaShift
 from monitoring.scales import CIWA_EMERGENCY_TOTAL, Band, get_scale
 from monitoring.services import settings_for as monitoring_settings

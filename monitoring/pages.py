@@ -17,7 +17,7 @@ from config.clock import local, now, unit_zone
 from config.partials import partials
 from config.errors import DomainError
 from config.extensions import db
-from config import outbox
+from monitoring import outbox
 from config.idempotency import fingerprint_of, run_once
 from monitoring import escalations, services
 from monitoring.charts import Marker, score_chart

@@ -20,7 +20,7 @@ def no_sideways_scroll(page, width: int) -> None:
 @pytest.fixture
 def healthy_scheduler(app, clock):
     """Recent heartbeats of the alerting jobs, so the pages show the unit as it normally looks."""
-    from config.scheduler import WATCHED_JOBS, _beat
+    from config.jobs import WATCHED_JOBS, _beat
 
     with app.app_context():
         for job in WATCHED_JOBS:

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from config.extensions import db
-from config.scheduler import WATCHED_JOBS, jobs, run_job
+from config.jobs import WATCHED_JOBS, run_job
+from config.scheduler import jobs
 from monitoring.models import Observation
 from tests.browser.conftest import DESKTOP, PORTRAIT
 from tests.monitoring.helpers import NEWS2_FOUR, NEWS2_ZERO, ciwa, record

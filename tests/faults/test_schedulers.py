@@ -169,7 +169,8 @@ def populate(app) -> dict:
 
 def tick_at_once(apps: list, at: datetime) -> list[tuple[list[str], BaseException | None]]:
     """Every job once in each app, all apps starting together; per app (failed jobs, error)."""
-    from config.scheduler import jobs, run_job
+    from config.jobs import run_job
+    from config.scheduler import jobs
 
     barrier = threading.Barrier(len(apps))
     results: list = [None] * len(apps)
@@ -257,7 +258,8 @@ def test_two_schedulers_at_once_record_each_missed_slot_and_re_escalation_once(f
 
 
 def test_one_sweep_after_two_hours_down_flags_every_missed_observation(fault_db):
-    from config.scheduler import jobs, run_job
+    from config.jobs import run_job
+    from config.scheduler import jobs
 
     app = make_app(fault_db)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from config.extensions import db
-from config.outbox import OutboxMessage
+from monitoring.outbox import OutboxMessage
 from medication.models import CDRegisterEntry
 from tests.medication.helpers import (
     assert_problem,

@@ -168,7 +168,7 @@ def steps_of(app, escalation_id: int) -> list:
 
 def outbox_rows(app, ref_id: int | None = None) -> list:
     """Every outbox message (about one escalation), oldest first, detached."""
-    from config.outbox import OutboxMessage
+    from monitoring.outbox import OutboxMessage
 
     with app.app_context():
         query = sa.select(OutboxMessage).order_by(OutboxMessage.id)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from config.app import create_app
 from config.db import unit_of_work
 from config.extensions import db
-from config.outbox import OutboxMessage, deliver_due
+from monitoring.outbox import OutboxMessage, deliver_due
 from config.settings import TestingConfig
 from tests.monitoring.escalation_support import (
     NEWS2_HIGH_14,
@@ -211,7 +211,8 @@ def test_backoff_is_capped(app, ward, smtp_port, clock):
 
 def test_restart_between_failure_and_delivery_loses_nothing(app, ward, smtp, smtp_port, clock,
                                                            database_url):
-    from config.scheduler import SchedulerHeartbeat, jobs, run_job
+    from config.jobs import SchedulerHeartbeat, run_job
+    from config.scheduler import jobs
 
     t0 = clock.now
     admission = ward.admit()

@@ -323,7 +323,7 @@ def test_repeated_misses_do_not_duplicate(wards, app, clock):
 def sweep_writes(app, unit_code: str, detected_at: datetime) -> dict:
     """What one sweep wrote on a unit: its missed rows (flagging order), and the unit's audit
     events, escalations (with their steps) and outbox messages from that moment, in order."""
-    from config.outbox import OutboxMessage
+    from monitoring.outbox import OutboxMessage
     from monitoring.models import Escalation, EscalationStep, MissedObservation
     from unit.models import AuditEvent, Unit
 

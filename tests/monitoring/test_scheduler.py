@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from config import scheduler
 from config.extensions import db
-from config.scheduler import WATCHED_JOBS, Job, SchedulerHeartbeat, jobs, run_job
+from config.jobs import WATCHED_JOBS, Job, SchedulerHeartbeat, run_job
+from config.scheduler import jobs
 from monitoring.models import MissedObservation
 from tests.monitoring.helpers import ciwa, record
 
@@ -188,4 +189,4 @@ def test_run_registers_every_job_coalesced_one_at_a_time(app, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _quiet_scheduler_logs(caplog):
-    caplog.set_level("CRITICAL", logger="config.scheduler")
+    caplog.set_level("CRITICAL", logger="config.jobs")
