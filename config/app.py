@@ -33,6 +33,7 @@ def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
     register_blueprints(app)
     register_security(app)
     register_hooks(app)
+    register_report_sections(app)
     register_cli(app)
     return app
 
@@ -171,10 +172,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """API blueprints (JSON, CSRF-exempt: see register_security) and page blueprints."""
-    from config.audit_views import blp as audit_api
-    from config.audit_views import pages as audit_pages
-    from config.pages import bp as shell_pages
     from config.views import blp as system_api
+    from config.views import pages as system_pages
     from medication.views import blp as medication_api
     from medication.pages import bp as medication_pages
     from monitoring.pages import bp as monitoring_pages
@@ -183,18 +182,17 @@ def register_blueprints(app: Flask) -> None:
     from unit.pages import bp as unit_pages
     from unit.views import blp as unit_api
 
-    for blueprint in (system_api, unit_api, monitoring_api, medication_api, audit_api):
+    for blueprint in (system_api, unit_api, monitoring_api, medication_api):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
-    app.register_blueprint(shell_pages)
+    app.register_blueprint(system_pages)
     app.register_blueprint(unit_pages)
     app.register_blueprint(monitoring_pages)
     app.register_blueprint(medication_pages)
-    app.register_blueprint(audit_pages)
 
-    # The infrastructure's endpoints (the OpenAPI document, health) are for every signed-in
-    # role: the roles are the unit's, so config's own modules cannot name them.
-    for endpoint in ("api-docs.openapi_json", "system_api.health"):
+    # The infrastructure's endpoints (the OpenAPI document and its page, health) are for every
+    # signed-in role: the roles are the unit's, so config's own modules cannot name them.
+    for endpoint in ("api-docs.openapi_json", "system_pages.api_docs", "system_api.health"):
         view = app.view_functions[endpoint]
         app.view_functions[endpoint] = roles_required(ALL_ROLES)(functools.wraps(view)(
             lambda *a, _view=view, **kw: _view(*a, **kw)))
@@ -223,7 +221,7 @@ def register_security(app: Flask) -> None:
             if wants_json():
                 raise
             session.clear()
-            return redirect(url_for("shell.login", next=request.full_path.rstrip("?")))
+            return redirect(url_for("unit_pages.login", next=request.full_path.rstrip("?")))
         g.staff = staff
         g.staff_role = staff.role  # read after the commit too, when staff is expired
         allowed = getattr(view, "allowed_roles", None)
@@ -323,9 +321,21 @@ def register_hooks(app: Flask) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def register_report_sections(app: Flask) -> None:
+    """The inspector's report (unit.report) composes each package's sections, in this order;
+    its output schema, built from them, is documented as the ``Report`` component."""
+    from medication.report import REPORT_SECTIONS as medication_sections
+    from monitoring.report import REPORT_SECTIONS as monitoring_sections
+    from unit.report import report_schema, report_sections
+
+    for section in (*monitoring_sections, *medication_sections):
+        _add_once(report_sections, section)
+    api.spec.components.schema("Report", schema=report_schema())
+
+
 def register_cli(app: Flask) -> None:
     """Command-line groups: unit, user, audit, demo."""
-    from config.demo import demo_cli
+    from unit.demo import demo_cli
     from config.scheduler import scheduler_cli
     from unit.cli import audit_cli, unit_cli, user_cli
 

@@ -1,18 +1,22 @@
-"""System API: health of the service, its database and its scheduler.
+"""The system's own views: the health of the service, its database and its scheduler, and the
+page listing the API.
 
-Every signed-in role may read it: the roles are the unit's, so ``create_app`` declares them.
+Every signed-in role may see them: the roles are the unit's, so ``create_app`` declares them.
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
-from config.api import ApiBlueprint
+from flask import Blueprint, render_template
 from marshmallow import Schema, fields
+
+from config.api import ApiBlueprint, api
 
 from config.clock import now
 from config.extensions import db
 from config.jobs import heartbeat_status
 
 blp = ApiBlueprint("system_api", __name__, url_prefix="/api/v1", description="Service health")
+pages = Blueprint("system_pages", __name__)
 
 
 class SchedulerStatus(Schema):
@@ -39,3 +43,9 @@ def health():
     scheduler = heartbeat_status(now())
     return {"status": "degraded" if scheduler["stale"] else "ok", "database": "ok",
             "scheduler": scheduler}
+
+
+@pages.route("/api/v1/docs")
+def api_docs():
+    """A page listing every API operation, from the OpenAPI document."""
+    return render_template("api_docs.html", spec=api.spec.to_dict())

@@ -11,6 +11,7 @@ from config.extensions import db
 from medication.drugs import DRUGS
 from medication.models import Administration, CDRegisterEntry, MedicationOrder, SafetyRefusal
 from unit.models import Admission, Resident, Staff, Unit
+from unit.report import ReportSection, Table
 
 
 def medication_section(unit: Unit, start: datetime, end: datetime, now: datetime | None = None) -> dict:
@@ -85,3 +86,31 @@ def uncountersigned_phone_orders(unit: Unit, start: datetime, end: datetime, now
              "deadline": o.countersign_due_at.isoformat(),
              "countersigned_at": o.countersigned_at.isoformat() if o.countersigned_at else None}
             for o, name, username in rows]
+
+
+# --- the section, as the report composes it (unit.report) --------------------------------------
+
+def medication_tables(med: dict) -> dict[str, Table]:
+    """The medication section's tables for the CSV and PDF exports."""
+    return {
+        "doses": (["drug", "outcome", "doses", "mg"], [[d["drug"], d["outcome"], d["doses"], d["mg"]] for d in med["by_drug"]]),
+        "prn_per_resident": (["admission_id", "resident", "drug", "doses", "mg"],
+                             [[p["admission_id"], p["resident"], p["drug"], p["doses"], p["mg"]] for p in med["prn_per_resident"]]),
+        "safety_refusals": (["check", "count"], [[k, v] for k, v in med["safety_refusals"].items()]),
+        "uncountersigned_phone_orders": (["order_id", "resident", "drug", "prescriber", "ordered_at", "deadline",
+                                          "countersigned_at"],
+                                         [[o["order_id"], o["resident"], o["drug"], o["prescriber"], o["ordered_at"],
+                                           o["deadline"], o["countersigned_at"]]
+                                          for o in med["uncountersigned_phone_orders"]]),
+        "cd_register": (["drug", "opening_mg", "received_mg", "administered_mg", "emar_given_mg", "closing_mg",
+                         "register_matches_emar", "discrepancies"],
+                        [[r["drug"], r["opening_mg"], r["received_mg"], r["administered_mg"], r["emar_given_mg"],
+                          r["closing_mg"], r["register_matches_emar"], len(r["discrepancies"])] for r in med["cd_register"]]),
+    }
+
+
+REPORT_SECTIONS = (
+    ReportSection("medication", lambda p: medication_section(p.unit, p.start, p.end, p.now), medication_tables,
+                  titles={"prn_per_resident": "PRN doses per resident", "cd_register": "Controlled-drug register",
+                          "uncountersigned_phone_orders": "Phone orders not countersigned in time"}),
+)

@@ -17,6 +17,7 @@ from config.extensions import db
 from monitoring.escalations import rota_gaps
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation
 from unit.models import Admission, Resident, Unit
+from unit.report import ReportSection, Table
 
 SHIFTS = (("night", 23, 7), ("early", 7, 15), ("late", 15, 23))  # local hours [from, to)
 PRESCRIBER_ROUTED = ("phone_order_not_countersigned",)
@@ -229,3 +230,53 @@ def escalations_section(unit: Unit, start: datetime, end: datetime, model_histor
         "rota_gaps": [{"duty": g["duty"], "from": g["from"].isoformat(), "to": g["to"].isoformat()}
                       for g in rota_gaps(unit.id, start, min(end, now))] if start < now else [],
     }
+
+
+# --- the sections, as the report composes them (unit.report) -----------------------------------
+
+_FIGURES = ["due", "on_time", "late", "missed", "not_done", "on_time_rate", "late_minutes_mean", "late_minutes_max"]
+
+
+def observation_tables(obs: dict) -> dict[str, Table]:
+    """The observation section's tables for the CSV and PDF exports."""
+    return {
+        "observations_by_scale": (["scale", *_FIGURES], [[s, *[f[k] for k in _FIGURES]] for s, f in obs["by_scale"].items()]),
+        "observations_by_resident": (["admission_id", "resident", *_FIGURES],
+                                     [[r["admission_id"], r["resident"], *[r[k] for k in _FIGURES]] for r in obs["by_resident"]]),
+        "observations_by_shift": (["shift", "due", "on_time", "late", "missed", "not_done", "on_time_rate"],
+                                  [[s, f["due"], f["on_time"], f["late"], f["missed"], f["not_done"], f["on_time_rate"]]
+                                   for s, f in obs["by_shift"].items()]),
+        "worst_late_observations": (["resident", "scale", "due_at", "observed_at", "late_minutes"],
+                                    [[w["resident"], w["scale"], w["due_at"], w["observed_at"], w["late_minutes"]]
+                                     for w in obs["worst_late"]]),
+    }
+
+
+def escalation_tables(esc: dict) -> dict[str, Table]:
+    """The escalation section's tables for the CSV and PDF exports."""
+    return {
+        "escalations": (["measure", "value"],
+                        [["total", esc["total"]], ["acknowledge_minutes_median", esc["acknowledge_minutes_median"]],
+                         ["acknowledge_minutes_p90", esc["acknowledge_minutes_p90"]], ["breaches", len(esc["breaches"])],
+                         ["re_escalations", esc["re_escalations"]], ["overridden", esc["overridden"]],
+                         ["routing_matched_model", esc["routing_matched_model"]], ["rota_gaps", len(esc["rota_gaps"])]]
+                        + [[f"trigger: {k}", v] for k, v in esc["by_trigger"].items()]
+                        + [[f"severity: {k}", v] for k, v in esc["by_severity"].items()]
+                        + [[f"route: {k}", v] for k, v in esc["by_route"].items()]),
+        "escalation_breaches": (["id", "severity", "reason", "raised_at", "target_minutes", "minutes_to_acknowledge"],
+                                [[b["id"], b["severity"], b["reason"], b["raised_at"], b["target_minutes"],
+                                  b["minutes_to_acknowledge"]] for b in esc["breaches"]]),
+    }
+
+
+def _routing_alerts(esc: dict) -> list[str]:
+    return [] if esc["routing_matched_model"] else ["Some escalations were not routed as the model required."]
+
+
+REPORT_SECTIONS = (
+    ReportSection("observations", lambda p: observations_section(p.unit, p.start, p.end, p.zone),
+                  observation_tables, titles={"worst_late_observations": "Late observations, worst first"}),
+    ReportSection("escalations",
+                  lambda p: escalations_section(p.unit, p.start, p.end, p.model_history, p.now),
+                  escalation_tables, alerts=_routing_alerts),
+)

@@ -21,6 +21,7 @@ ALL_ROLES = frozenset({"nurse", "doctor", "gp", "manager", "inspector"})
 CLINICAL_STAFF = frozenset({"nurse", "doctor", "gp", "manager"})
 PRESCRIBERS = frozenset({"doctor", "gp"})
 MANAGERS = frozenset({"manager"})
+AUDITORS = frozenset({"manager", "inspector"})  # the report and the audit log
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile by default
 # Cheap parameters for the test suite only (TestingConfig.ARGON2_CHEAP); verify() reads the

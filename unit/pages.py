@@ -1,4 +1,5 @@
-"""Server-rendered pages of the unit package: the resident list, admission form, resident page."""
+"""Server-rendered pages of the unit package: the ward board, admission form, resident page, sign-in
+and sign-out, and the inspector's report and audit log."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,18 +8,20 @@ import uuid
 from datetime import datetime
 from types import SimpleNamespace
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 from marshmallow import ValidationError
 
-from config.clock import now
+from config.clock import now, unit_zone
 from config.errors import DomainError
 from config.idempotency import fingerprint_of, run_once
 from unit import services
-from unit.auth import ALL_ROLES, CLINICAL_STAFF, current_staff, roles_required
+from unit.auth import (ALL_ROLES, AUDITORS, CLINICAL_STAFF, current_staff, public, roles_required, sign_in,
+                       sign_out)
 from unit.competence import SETTING_LABELS
 from unit.models import DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, SUBSTANCES
-from unit.schemas import DischargeIn, HarmReductionIn, ReferralIn, admission_view
+from unit.report import build_report, parse_period, report_alerts, search_audit_log, tables
+from unit.schemas import DischargeIn, HarmReductionIn, ReferralIn, admission_view, whole_number
 
 bp = Blueprint("unit_pages", __name__, template_folder="templates")
 
@@ -218,3 +221,63 @@ def harm_reduction(admission_id: int):
     except DomainError as refusal:
         flash(f"Not saved: {refusal.detail}")
     return redirect(url_for("unit_pages.resident", admission_id=admission_id))
+
+
+# --- sign-in and sign-out ---------------------------------------------------------------------
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: never redirect a signed-in nurse to another host.
+    return safe_next(target, url_for("unit_pages.board"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    """The sign-in form."""
+    error = None
+    if request.method == "POST":
+        try:
+            _, token = sign_in(request.form.get("username", ""), request.form.get("password", ""),
+                               ip=request.remote_addr, user_agent=request.user_agent.string,
+                               now=now())
+        except DomainError as refusal:
+            error = refusal.detail
+        else:
+            session.clear()
+            session["token"] = token
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("unit/login.html", error=error), (401 if error else 200)
+
+
+@bp.route("/logout", methods=["POST"])
+@roles_required(ALL_ROLES)
+def logout():
+    """Sign out and revoke the session."""
+    sign_out(session.get("token", ""), now())
+    session.clear()
+    return redirect(url_for("unit_pages.login"))
+
+
+# --- the inspector's report and the audit log --------------------------------------------
+
+@bp.route("/audit/report")
+@roles_required(AUDITORS)
+def report_page():
+    """The report as a page, with its exports."""
+    at = now()
+    start, end = parse_period(request.args.get("from") or None, request.args.get("to") or None, at, unit_zone())
+    report = build_report(current_staff(), start, end, at)
+    return render_template("unit/report.html", r=report, tables=tables(report), alerts=report_alerts(report),
+                           start=start, end=end, args=request.args)
+
+
+@bp.route("/audit/log")
+@roles_required(AUDITORS)
+def log_page():
+    """The audit log, searchable by resident, user, action and period."""
+    page = max(whole_number(request.args.get("page") or "1") or 1, 1)
+    query = {k: (request.args.get(k) or None) for k in ("resident", "user", "action")}
+    query["start"], query["end"] = request.args.get("from") or None, request.args.get("to") or None
+    rows, total = search_audit_log(current_staff(), query, page, 50, now())
+    return render_template("unit/audit_log.html", rows=rows, total=total, page=page, args=request.args,
+                           pages=(total + 49) // 50)

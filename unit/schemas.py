@@ -289,6 +289,37 @@ class SessionSchema(Schema):
     expires_idle_minutes = fields.Integer()
 
 
+# --- the inspector's report and the audit log --------------------------------------------
+
+class ReportQuery(Schema):
+    start = fields.String(data_key="from", load_default=None, metadata={"description": "YYYY-MM-DD or ISO timestamp"})
+    end = fields.String(data_key="to", load_default=None, metadata={"description": "YYYY-MM-DD (inclusive) or ISO timestamp"})
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "pdf")))
+    table = fields.String(load_default=None, metadata={"description": "With format=csv: one table; without: a ZIP of all"})
+
+
+class AuditQuery(Schema):
+    resident = fields.String(load_default=None, metadata={"description": "Resident id or part of the name"})
+    user = fields.String(load_default=None)
+    action = fields.String(load_default=None, metadata={"description": "Action or its prefix, e.g. dose."})
+    start = fields.String(data_key="from", load_default=None)
+    end = fields.String(data_key="to", load_default=None)
+
+
+class AuditEventSchema(Schema):
+    seq = fields.Integer()
+    at = fields.DateTime()
+    user = fields.String(allow_none=True)
+    role = fields.String(attribute="actor_role", allow_none=True)
+    action = fields.String()
+    entity_type = fields.String()
+    entity_id = fields.String(allow_none=True)
+    resident_id = fields.Integer(allow_none=True)
+    before = fields.Raw(allow_none=True)
+    after = fields.Raw(allow_none=True)
+    hash = fields.String()
+
+
 def admission_view(admission, now) -> dict:
     """The admission as the API shows it (resident age computed at ``now``)."""
     from unit.services import age_today

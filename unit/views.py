@@ -1,16 +1,22 @@
 """The unit package's JSON API: thin handlers that load, call one service and dump."""
 from __future__ import annotations
 
-from flask import current_app, request, session
+from flask import Response, current_app, jsonify, request, session
 
-from config.clock import now
+from config.clock import now, unit_zone
+from config.errors import ValidationFailed
 from config.idempotency import idempotent
 from config.api import ApiBlueprint
 from unit import services
-from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
+from unit.auth import (ALL_ROLES, AUDITORS, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required,
+                       sign_in, sign_out)
+from unit.report import (build_report, parse_period, report_schema, search_audit_log, tables, to_csv,
+                         to_pdf, to_zip)
 from unit.schemas import (
     AdmissionQuery,
     AdmissionSchema,
+    AuditEventSchema,
+    AuditQuery,
     DischargeIn,
     HarmReductionIn,
     HarmReductionSchema,
@@ -21,13 +27,15 @@ from unit.schemas import (
     ProtocolSchema,
     ReferralCheckSchema,
     ReferralIn,
+    ReportQuery,
     SessionSchema,
     UnitSchema,
     admission_view,
 )
 
 blp = ApiBlueprint("unit_api", __name__, url_prefix="/api/v1",
-                description="Sign-in, the unit and its care model, residents and admissions")
+                description="Sign-in, the unit and its care model, residents and admissions; the "
+                "unit-model report for inspectors, and the audit log")
 
 
 @blp.route("/auth/login", methods=["POST"])
@@ -178,3 +186,53 @@ def harm_reduction(body, admission_id):
     """Record the harm-reduction checklist after a self-discharge."""
     note = body.pop("note", None)
     return services.update_harm_reduction(current_staff(), admission_id, items=body, note=note, now=now())
+
+
+# --- the inspector's report and the audit log --------------------------------------------
+
+def _report_response(query: dict) -> Response:
+    at = now()
+    start, end = parse_period(query.get("start"), query.get("end"), at, unit_zone())
+    report = build_report(current_staff(), start, end, at)
+    stem = f"report-{report['unit']['code']}-{start:%Y%m%d}-{end:%Y%m%d}"
+    if query.get("format") == "pdf":
+        return Response(to_pdf(report), mimetype="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{stem}.pdf"'})
+    if query.get("format") == "csv":
+        all_tables = tables(report)
+        name = query.get("table")
+        if name:
+            if name not in all_tables:
+                raise ValidationFailed(f"No table {name!r}.", errors={"table": [f"One of: {', '.join(all_tables)}."]})
+            return Response(to_csv(*all_tables[name]), mimetype="text/csv",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}-{name}.csv"'})
+        return Response(to_zip(report), mimetype="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{stem}-csv.zip"'})
+    return jsonify(report_schema().dump(report))
+
+
+@blp.route("/audit/report", methods=["GET"])
+@roles_required(AUDITORS)
+@blp.arguments(ReportQuery(), location="query")
+@blp.response(200, "Report", description="The report: JSON by default, or the export that "
+              "``format`` asks for (csv: one table, or a ZIP of all; pdf)")
+@blp.doc(responses={200: {"content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/zip": {"schema": {"type": "string", "format": "binary"}},
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+def report(query):
+    """The unit-model report for a period (``from``, ``to``); ``format=csv`` or ``pdf`` for exports."""
+    return _report_response(query)
+
+
+@blp.route("/audit/events", methods=["GET"])
+@roles_required(AUDITORS)
+@blp.arguments(AuditQuery(), location="query")
+@blp.response(200, AuditEventSchema(many=True))
+@blp.paginate()
+def audit_events(query, pagination_parameters):
+    """The audit log, newest first, searchable by resident, user, action and period."""
+    rows, total = search_audit_log(current_staff(), query, pagination_parameters.page,
+                                   pagination_parameters.page_size, now())
+    pagination_parameters.item_count = total
+    return rows

@@ -25,7 +25,7 @@ from tests.faults.conftest import (
 pytestmark = pytest.mark.faults
 
 # The only views reachable without signing in. A new public view must be added here on purpose.
-PUBLIC_ENDPOINTS = {"shell.login", "unit_api.login", "static"}
+PUBLIC_ENDPOINTS = {"unit_pages.login", "unit_api.login", "static"}
 NOWHERE = 987654  # an id that exists on no unit
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 FIXED_ORDER = {"kind": "fixed", "drug": "chlordiazepoxide", "start_dose_mg": 20, "route": "oral"}
