@@ -209,7 +209,7 @@ def register_security(app: Flask) -> None:
         view = app.view_functions.get(request.endpoint)
         if request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS"):
             _check_same_origin()  # sign-in included
-        if request.endpoint == "static":
+        if _is_static(request.endpoint):
             return None
         if getattr(view, "public", False):
             _check_storable_text()
@@ -237,7 +237,7 @@ def register_security(app: Flask) -> None:
         # The role was read before the view: the staff row is expired by the view's commit and
         # reloading it here could fail with the database gone, after a write had been saved.
         if (g.get("staff_role") == "inspector" and request.method == "GET"
-                and response.status_code < 400 and request.endpoint != "static"):
+                and response.status_code < 400 and not _is_static(request.endpoint)):
             from unit.audit import record_view
 
             try:
@@ -256,9 +256,14 @@ def register_security(app: Flask) -> None:
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "frame-ancestors 'none'; form-action 'self'")
-        if request.endpoint != "static":
+        if not _is_static(request.endpoint):
             response.headers.setdefault("Cache-Control", "no-store")  # clinical data
         return response
+
+
+def _is_static(endpoint: str | None) -> bool:
+    # The app's static files (app.css) and each package blueprint's own (its JavaScript).
+    return endpoint is not None and (endpoint == "static" or endpoint.endswith(".static"))
 
 
 def _check_same_origin() -> None:

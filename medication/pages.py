@@ -21,7 +21,8 @@ from unit.auth import ALL_ROLES, CLINICAL_STAFF, current_staff, roles_required
 from unit.models import Admission
 from unit.pages import BoardExtension
 
-bp = Blueprint("medication_pages", __name__, template_folder="templates")
+bp = Blueprint("medication_pages", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/medication")
 
 
 @bp.route("/doses")

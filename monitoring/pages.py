@@ -31,7 +31,8 @@ from unit.pages import BoardExtension, safe_next
 from unit.schemas import whole_number
 from unit.services import get_admission
 
-bp = Blueprint("monitoring_pages", __name__, template_folder="templates")
+bp = Blueprint("monitoring_pages", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/monitoring")
 
 # Filled when the app is assembled: medication adds doses as chart markers.
 chart_marker_hooks: list[Callable[[int, datetime, datetime], list[Marker]]] = []

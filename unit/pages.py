@@ -23,7 +23,8 @@ from unit.models import DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, SUBSTANCES
 from unit.report import build_report, parse_period, report_alerts, search_audit_log, tables
 from unit.schemas import DischargeIn, HarmReductionIn, ReferralIn, admission_view, whole_number
 
-bp = Blueprint("unit_pages", __name__, template_folder="templates")
+bp = Blueprint("unit_pages", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/unit")
 
 
 

@@ -25,7 +25,8 @@ from tests.faults.conftest import (
 pytestmark = pytest.mark.faults
 
 # The only views reachable without signing in. A new public view must be added here on purpose.
-PUBLIC_ENDPOINTS = {"unit_pages.login", "unit_api.login", "static"}
+PUBLIC_ENDPOINTS = {"unit_pages.login", "unit_api.login", "static", "unit_pages.static",
+                    "monitoring_pages.static", "medication_pages.static"}
 NOWHERE = 987654  # an id that exists on no unit
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 FIXED_ORDER = {"kind": "fixed", "drug": "chlordiazepoxide", "start_dose_mg": 20, "route": "oral"}
@@ -64,7 +65,8 @@ def wards(module_server) -> dict:
 def url_map(module_server):
     app = make_app(module_server.database)
     rules = [(rule.rule, rule.endpoint, sorted(rule.methods - {"HEAD", "OPTIONS"}), list(rule.arguments),
-              getattr(app.view_functions[rule.endpoint], "public", False) or rule.endpoint == "static")
+              getattr(app.view_functions[rule.endpoint], "public", False)
+              or rule.endpoint == "static" or rule.endpoint.endswith(".static"))
              for rule in app.url_map.iter_rules()]
     from config.extensions import db
 

@@ -141,7 +141,8 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 def routes(app) -> set[tuple[str, str]]:
     return {(method, rule.rule)
-            for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+            for rule in app.url_map.iter_rules()
+            if rule.endpoint != "static" and not rule.endpoint.endswith(".static")  # static files
             for method in rule.methods - IGNORED_METHODS}
 
 
