@@ -22,7 +22,7 @@ CIWA_TAPS = {"nausea_vomiting": 2, "tremor": 3, "paroxysmal_sweats": 1, "anxiety
              "tactile_disturbances": 0, "auditory_disturbances": 0, "visual_disturbances": 0,
              "headache": 2, "orientation": 0}
 NEWS2_TYPED = {"respiration_rate": "22", "spo2": "96", "systolic_bp": "150", "pulse": "112",
-               "temperature": "37.9"}  # with air and alert: 4, low (CLINICAL.md worked check)
+               "temperature": "37.9"}  # with air and alert: 4, low (docs/clinical-rules.md worked check)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ database session, running every job as ``flask --app wsgi scheduler tick`` does)
 record each missed slot once and re-escalate each escalation once; and after the scheduler was
 down for two hours, one sweep finds every slot missed meanwhile.
 
-What is due is worked out here from the rules (CLINICAL.md s2: missed after a grace of 15 min
+What is due is worked out here from the rules (docs/clinical-rules.md s2: missed after a grace of 15 min
 for intervals up to an hour, 30 min for longer ones; s3: unacknowledged escalations go one level
 up, at most to level 3, and are due again one target later), never read from the code under test.
 """
@@ -23,7 +23,7 @@ from tests.faults.conftest import NEWS2_ZERO, TEST_DATABASE_URL, ciwa, make_app,
 
 pytestmark = pytest.mark.faults
 
-TARGETS = {"emergency": 5, "urgent": 30, "soon": 120}  # CLINICAL.md s3, minutes to acknowledge
+TARGETS = {"emergency": 5, "urgent": 30, "soon": 120}  # docs/clinical-rules.md s3, minutes to acknowledge
 TOP_LEVEL = 3                                           # the routed duty, second on call, lead
 
 
