@@ -199,4 +199,4 @@ class ApiBlueprint(Blueprint):
     ARGUMENTS_PARSER = _BodyParser()
 
 
-api = ProblemApi()
+api = ProblemApi()  # bound to the app by create_app (register_extensions), like the extensions

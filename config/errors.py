@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 class DomainError(Exception):
     """A rule of the domain said no. ``type`` is a stable slug; ``detail`` says why in words."""
 
