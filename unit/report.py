@@ -81,7 +81,7 @@ class ReportSection:
     key: str
     build: Callable[[ReportPeriod], dict]
     tables: Callable[[dict], dict[str, Table]]
-    titles: Mapping[str, str] = field(default_factory=dict)  # PDF headings, when not the name
+    titles: Mapping[str, str] = field(default_factory=dict)  # PDF headings, where not the name
     alerts: Callable[[dict], list[str]] = lambda section: []
 
 
