@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medication.errors import OrderInvalid
+
 
 @dataclass(frozen=True)
 class Drug:
@@ -47,6 +49,13 @@ DRUGS: dict[str, Drug] = {d.code: d for d in (
     Drug("thiamine", "Thiamine", "vitamin", None, False, ("tablet",), ("oral",),
          max_daily_mg=300, max_single_mg=100, sedating=False, strengths=("100 mg", "50 mg")),
 )}
+
+def drug_or_invalid(code: str) -> Drug:
+    """The drug definition, or a 422 naming the field."""
+    if code not in DRUGS:
+        raise OrderInvalid(f"Unknown drug {code!r}.", errors={"drug": [f"One of: {', '.join(DRUGS)}."]})
+    return DRUGS[code]
+
 
 # Buprenorphine induction (CLINICAL.md s5): first dose 2-4 mg, day 1 at most 12, day 2 at most 16.
 BUPRENORPHINE_FIRST_DOSE = (2, 4)

@@ -13,7 +13,8 @@ from config.clock import now
 from config.errors import DomainError
 from config.extensions import db
 from config.idempotency import fingerprint_of, run_once
-from medication import services
+from medication import emar, orders
+from medication import register as cd_register
 from medication.drugs import DRUGS
 from medication.models import REASON_CODES, Administration, CDRegisterEntry, MedicationOrder
 from monitoring.charts import Marker
@@ -28,7 +29,7 @@ bp = Blueprint("medication_pages", __name__, template_folder="templates")
 @roles_required(ALL_ROLES)
 def due():
     """Doses due now and overdue, and PRN doses available now with the reason."""
-    return render_template("medication/due.html", due=services.due_doses(current_staff(), now()), drugs=DRUGS)
+    return render_template("medication/due.html", due=emar.due_doses(current_staff(), now()), drugs=DRUGS)
 
 
 @bp.route("/orders/<int:order_id>/give", methods=["GET", "POST"])
@@ -36,7 +37,7 @@ def due():
 def give(order_id: int):
     """Give (or record not given) one dose: one screen, with the witness step for CDs."""
     staff = current_staff()
-    order = services.get_order(staff, order_id)
+    order = orders.get_order(staff, order_id)
     admission = db.session.get(Admission, order.admission_id)
     drug = DRUGS[order.drug]
     refusal = error = None
@@ -51,7 +52,7 @@ def give(order_id: int):
         outcome = form.get("outcome", "given")
 
         def save():
-            services.record_administration(
+            emar.record_administration(
                 staff, order_id, outcome=outcome, dose_mg=dose, reason=form.get("reason") or None,
                 note=form.get("note") or None, witness=witness,
                 scheduled_dose_id=int(form["scheduled_dose_id"]) if form.get("scheduled_dose_id") else None,
@@ -73,7 +74,7 @@ def give(order_id: int):
             else:
                 error = refused.detail + (" " + "; ".join(f"{k}: {' '.join(v) if isinstance(v, list) else v}"
                                                           for k, v in refused.errors.items()) if refused.errors else "")
-    status = services.due_doses(staff, now(), admission_id=admission.id)
+    status = emar.due_doses(staff, now(), admission_id=admission.id)
     mine = [d for d in status["scheduled"] + status["prn"] if d["order_id"] == order_id]
     # The slot chosen on the doses list (?slot=), else the order's earliest due dose.
     slot = request.values.get("slot", type=int)
@@ -91,8 +92,8 @@ def register(drug: str):
         abort(404)
     staff = current_staff()
     return render_template("medication/register.html", drug=DRUGS[drug],
-                           entries=services.register_entries(staff, drug),
-                           balance=services.register_balance(staff.unit_id, drug),
+                           entries=cd_register.register_entries(staff, drug),
+                           balance=cd_register.register_balance(staff.unit_id, drug),
                            registers=[d for d in DRUGS.values() if d.register], at=now())
 
 
@@ -102,7 +103,7 @@ def resident_sections(admission: Admission, at: datetime) -> list[Markup]:
                                      .order_by(MedicationOrder.created_at.desc())))
     administrations = list(db.session.scalars(select(Administration).where(
         Administration.admission_id == admission.id).order_by(Administration.given_at.desc()).limit(100)))
-    due = services.due_doses(current_staff(), at, admission_id=admission.id) if admission.status == "active" else None
+    due = emar.due_doses(current_staff(), at, admission_id=admission.id) if admission.status == "active" else None
     return [Markup(render_template("medication/_resident.html", a=admission, orders=orders,
                                    administrations=administrations, due=due, drugs=DRUGS))]
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from config.extensions import db
 from medication.drugs import reducing_regimen
 from medication.models import MedicationOrder, ScheduledDose
-from medication.services import escalate_uncountersigned
+from medication.orders import escalate_uncountersigned
 from monitoring.models import Escalation
 from tests.medication.conftest import START
 from tests.medication.helpers import (
