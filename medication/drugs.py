@@ -49,6 +49,7 @@ DRUGS: dict[str, Drug] = {d.code: d for d in (
     Drug("thiamine", "Thiamine", "vitamin", None, False, ("tablet",), ("oral",),
          max_daily_mg=300, max_single_mg=100, sedating=False, strengths=("100 mg", "50 mg")),
 )}
+REGISTER_DRUGS: tuple[Drug, ...] = tuple(d for d in DRUGS.values() if d.register)
 
 def drug_or_invalid(code: str) -> Drug:
     """The drug definition, or a 422 naming the field."""

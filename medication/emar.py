@@ -308,11 +308,33 @@ def _refuse(actor: Staff, order: MedicationOrder, admission: Admission, refusal:
     raise DoseRefused(refusal.detail, check=refusal.check, escalation=escalation)
 
 
-def list_administrations(actor: Staff, admission_id: int) -> list[Administration]:
-    """The admission's eMAR, newest first."""
+def list_administrations(actor: Staff, admission_id: int, *, limit: int | None = None) -> list[Administration]:
+    """The admission's eMAR, newest first (the latest ``limit`` rows if given)."""
     get_admission(actor, admission_id)
     return list(db.session.scalars(select(Administration).where(Administration.admission_id == admission_id)
-                                   .order_by(Administration.given_at.desc(), Administration.id.desc())))
+                                   .order_by(Administration.given_at.desc(), Administration.id.desc())
+                                   .limit(limit)))
+
+
+def doses_given(admission_id: int, start: datetime, end: datetime) -> list[Administration]:
+    """Doses given to an admission in [start, end], for the marks on its score charts."""
+    return list(db.session.scalars(select(Administration).where(
+        Administration.admission_id == admission_id, Administration.outcome == "given",
+        Administration.given_at >= start, Administration.given_at <= end)))
+
+
+def recent_doses(admission_ids: list[int], per_admission: int = 3) -> dict[int, list[Administration]]:
+    """The latest doses given to each admission, newest first (one query, the latest 200 in all)."""
+    if not admission_ids:
+        return {}
+    recent: dict[int, list[Administration]] = {}
+    for row in db.session.scalars(select(Administration).where(
+            Administration.admission_id.in_(admission_ids), Administration.outcome == "given")
+            .order_by(Administration.given_at.desc()).limit(200)):
+        doses = recent.setdefault(row.admission_id, [])
+        if len(doses) < per_admission:
+            doses.append(row)
+    return recent
 
 
 # --- what is due ----------------------------------------------------------------------------

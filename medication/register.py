@@ -3,6 +3,7 @@ entries and stock checks, and the discrepancies a count finds (Misuse of Drugs R
 2001, regs 19-20; docs/clinical-rules.md section 5)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from config.db import unit_of_work
 from config.errors import Forbidden
 from config.extensions import db
-from medication.drugs import drug_or_invalid
+from medication.drugs import DRUGS, Drug, drug_or_invalid
 from medication.errors import RegisterInvalid, WitnessInvalid
 from medication.models import CDRegisterEntry
 from unit.audit import record_event
@@ -158,8 +159,41 @@ def register_entries(actor: Staff, drug_code: str) -> list[CDRegisterEntry]:
         .order_by(CDRegisterEntry.seq)))
 
 
-def discrepancies(unit_id: int) -> list[CDRegisterEntry]:
-    """Stock checks whose count differed from the balance before them."""
-    checks = db.session.scalars(select(CDRegisterEntry).where(CDRegisterEntry.unit_id == unit_id,
-                                                               CDRegisterEntry.kind == "stock_check")).all()
-    return [c for c in checks if c.counted_mg is not None and abs(c.counted_mg - c.balance_mg) > 1e-6]
+def _count_differs() -> sa.ColumnElement[bool]:
+    return sa.and_(CDRegisterEntry.kind == "stock_check", CDRegisterEntry.counted_mg.is_not(None),
+                   sa.func.abs(CDRegisterEntry.counted_mg - CDRegisterEntry.balance_mg) > 1e-6)
+
+
+def discrepancies(unit_id: int, drug: str | None = None, *, open_only: bool = False) -> list[CDRegisterEntry]:
+    """Stock checks whose count differed from the register balance, by drug and line; with
+    ``open_only``, those no later count or witnessed correction of the same drug has answered."""
+    query = select(CDRegisterEntry).where(CDRegisterEntry.unit_id == unit_id, _count_differs())
+    if drug is not None:
+        query = query.where(CDRegisterEntry.drug == drug)
+    if open_only:
+        # A count that did not match stays open until the drug's next count or correction.
+        latest = (select(CDRegisterEntry.drug, sa.func.max(CDRegisterEntry.seq).label("seq"))
+                  .where(CDRegisterEntry.unit_id == unit_id,
+                         CDRegisterEntry.kind.in_(("stock_check", "correction")))
+                  .group_by(CDRegisterEntry.drug).subquery())
+        query = query.join(latest, sa.and_(CDRegisterEntry.drug == latest.c.drug,
+                                           CDRegisterEntry.seq == latest.c.seq))
+    return list(db.session.scalars(query.order_by(CDRegisterEntry.drug, CDRegisterEntry.seq)))
+
+
+@dataclass
+class RegisterBook:
+    """A drug's register on one unit: its lines in order, the running balance, and the lines
+    whose count differed from the balance."""
+
+    drug: Drug
+    entries: list[CDRegisterEntry]
+    balance_mg: float
+    discrepancies: list[CDRegisterEntry]
+
+
+def register_book(actor: Staff, drug_code: str) -> RegisterBook:
+    """A drug's register on the actor's unit, as the register page and the API show it."""
+    entries = register_entries(actor, drug_code)
+    return RegisterBook(DRUGS[drug_code], entries, register_balance(actor.unit_id, drug_code),
+                        discrepancies(actor.unit_id, drug_code))

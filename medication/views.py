@@ -7,7 +7,6 @@ from config.clock import now
 from config.idempotency import idempotent
 from medication import emar, orders
 from medication import register as cd_register
-from medication.drugs import DRUGS
 from medication.schemas import (
     AdministrationIn,
     AdministrationSchema,
@@ -127,11 +126,7 @@ def due_doses():
 @blp.response(200, RegisterSchema)
 def register(drug):
     """A drug's controlled-drug register on this unit, with its running balance."""
-    staff = current_staff()
-    entries = cd_register.register_entries(staff, drug)
-    definition = DRUGS[drug]
-    return {"drug": drug, "name": definition.name, "cd_schedule": definition.cd_schedule,
-            "balance_mg": cd_register.register_balance(staff.unit_id, drug), "entries": entries}
+    return cd_register.register_book(current_staff(), drug)
 
 
 @blp.route("/cd-register/<drug>/entries", methods=["POST"])
