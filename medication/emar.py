@@ -198,6 +198,8 @@ def _scheduled_slot(order: MedicationOrder, slot_id: int | None, now: datetime,
 
 @dataclass
 class Given:
+    """A dose recorded on the eMAR, and the escalation it raised if any."""
+
     administration: Administration
     escalation: Any = None
 

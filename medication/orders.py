@@ -177,6 +177,8 @@ def _prescriber(actor: Staff, body: dict) -> tuple[Staff, bool]:
 
 @dataclass
 class Ordered:
+    """A new order and the prescribing warnings it raised."""
+
     order: MedicationOrder
     warnings: list[str]
 

@@ -1,4 +1,4 @@
-"""The controlled-drug register (Misuse of Drugs Regulations 2001, regs 19-20; CLINICAL.md s5):
+"""The controlled-drug register (Misuse of Drugs Regulations 2001, regs 19-20; docs/clinical-rules.md s5):
 a running balance through receipts, doses given and witnessed corrections; entries never
 altered; stock checks with a witness, and a discrepancy notified to the managers."""
 from __future__ import annotations
