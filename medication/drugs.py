@@ -1,10 +1,12 @@
-"""The detox drugs this unit prescribes, with their UK rules (CLINICAL.md section 5).
+"""The detox drugs this unit prescribes, with their UK rules (docs/clinical-rules.md section 5).
 
 Each limit is a protocol default; a unit may adopt its own through its protocol.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from medication.errors import OrderInvalid
 
 
 @dataclass(frozen=True)
@@ -24,12 +26,12 @@ class Drug:
 
     @property
     def witness_required(self) -> bool:
-        """A witness signs for Schedule 2 and 3 doses (CLINICAL.md s5)."""
+        """A witness signs for Schedule 2 and 3 doses (docs/clinical-rules.md s5)."""
         return self.cd_schedule in (2, 3)
 
 
 DRUGS: dict[str, Drug] = {d.code: d for d in (
-    # Diazepam 10 mg = chlordiazepoxide 25 mg = lorazepam 1 mg (CLINICAL.md s5).
+    # Diazepam 10 mg = chlordiazepoxide 25 mg = lorazepam 1 mg (docs/clinical-rules.md s5).
     Drug("chlordiazepoxide", "Chlordiazepoxide", "benzodiazepine", 4, True, ("capsule",), ("oral",),
          max_daily_mg=250, max_single_mg=50, diazepam_equivalent=10 / 25,
          strengths=("10 mg", "5 mg")),
@@ -47,8 +49,17 @@ DRUGS: dict[str, Drug] = {d.code: d for d in (
     Drug("thiamine", "Thiamine", "vitamin", None, False, ("tablet",), ("oral",),
          max_daily_mg=300, max_single_mg=100, sedating=False, strengths=("100 mg", "50 mg")),
 )}
+REGISTER_DRUGS: tuple[Drug, ...] = tuple(d for d in DRUGS.values() if d.register)
 
-# Buprenorphine induction (CLINICAL.md s5): first dose 2-4 mg, day 1 at most 12, day 2 at most 16.
+def drug_or_invalid(code: str) -> Drug:
+    """The drug definition, or a 422 naming the field."""
+    if code not in DRUGS:
+        raise OrderInvalid(f"Unknown drug {code!r}.", errors={"drug": [f"One of: {', '.join(DRUGS)}."]})
+    return DRUGS[code]
+
+
+# Buprenorphine induction (docs/clinical-rules.md s5): first dose 2-4 mg, day 1 at most 12,
+# day 2 at most 16.
 BUPRENORPHINE_FIRST_DOSE = (2, 4)
 BUPRENORPHINE_DAY_MAX = {1: 12, 2: 16}
 BUPRENORPHINE_HOURS_AFTER_SHORT_ACTING = 12
@@ -69,7 +80,7 @@ def reducing_regimen(start_mg: int) -> list[tuple[int, str, int]]:
     """Chlordiazepoxide fixed reducing days: (day, frequency, mg per dose).
 
     Four times daily from the starting dose down by 5 mg a day to 10 mg, then 10 mg tds, 5 mg
-    tds, 5 mg bd, 5 mg nocte: from 30 mg this is CLINICAL.md's example exactly (9 days);
+    tds, 5 mg bd, 5 mg nocte: from 30 mg this is docs/clinical-rules.md's example exactly (9 days);
     from 15 mg it lasts 6 days and from 50 mg 13 (NICE CG115: 6-13 days).
     """
     if start_mg % 5 or not 15 <= start_mg <= 50:

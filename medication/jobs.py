@@ -2,6 +2,6 @@
 from __future__ import annotations
 
 from config.jobs import Job
-from medication.services import escalate_uncountersigned
+from medication.orders import escalate_uncountersigned
 
 JOBS = [Job("phone_order_countersign", 300, escalate_uncountersigned)]

@@ -12,7 +12,7 @@ from config.extensions import db
 ORDER_KINDS = ("fixed", "prn", "induction")
 ORDER_STATUSES = ("active", "stopped", "superseded", "completed")
 OUTCOMES = ("given", "refused", "withheld", "omitted")
-# eMAR reason codes for every outcome but "given" (CLINICAL.md s5).
+# eMAR reason codes for every outcome but "given" (docs/clinical-rules.md s5).
 REASON_CODES = {
     "refused": ("resident_refused",),
     "withheld": ("sedated", "low_blood_pressure", "slow_pulse", "clinical_decision", "other"),

@@ -1,13 +1,13 @@
 """The medication section of the unit protocol: what a unit may set, checked before it is stored.
 
 Registered with ``unit.services.protocol_sections`` by config/app.py. Defaults are
-``medication.services.MEDICATION_DEFAULTS`` (CLINICAL.md section 5).
+``medication.settings.MEDICATION_DEFAULTS`` (docs/clinical-rules.md section 5).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from medication.services import MEDICATION_DEFAULTS
+from medication.settings import MEDICATION_DEFAULTS
 from unit.services import ProtocolSection
 
 # Bounds of a unit's own value (inclusive): wide enough for any local protocol, narrow enough

@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from config.extensions import db
-from medication.drugs import DRUGS
+from medication.drugs import REGISTER_DRUGS
 from medication.models import Administration, CDRegisterEntry, MedicationOrder, SafetyRefusal
+from medication.register import discrepancies
 from unit.models import Admission, Resident, Staff, Unit
 from unit.report import ReportSection, Table
 
@@ -38,7 +39,7 @@ def medication_section(unit: Unit, start: datetime, end: datetime, now: datetime
         SafetyRefusal.unit_id == unit.id, SafetyRefusal.at >= start, SafetyRefusal.at < end)
         .group_by(SafetyRefusal.check)).all())
     register = []
-    for drug in (d for d in DRUGS.values() if d.register):
+    for drug in REGISTER_DRUGS:
         entries = db.session.scalars(select(CDRegisterEntry).where(
             CDRegisterEntry.unit_id == unit.id, CDRegisterEntry.drug == drug.code, CDRegisterEntry.at < end)
             .order_by(CDRegisterEntry.seq)).all()
@@ -46,10 +47,8 @@ def medication_section(unit: Unit, start: datetime, end: datetime, now: datetime
             continue
         opening = next((e.balance_mg for e in reversed(entries) if e.at < start), 0.0)
         period = [e for e in entries if e.at >= start]
-        discrepancies = [{"seq": e.seq, "at": e.at.isoformat(), "counted_mg": e.counted_mg,
-                          "balance_mg": e.balance_mg}
-                         for e in period if e.kind == "stock_check" and e.counted_mg is not None
-                         and abs(e.counted_mg - e.balance_mg) > 1e-6]
+        found = [{"seq": e.seq, "at": e.at.isoformat(), "counted_mg": e.counted_mg, "balance_mg": e.balance_mg}
+                 for e in discrepancies(unit.id, drug.code) if start <= e.at < end]
         given = sum(-e.amount_mg for e in period if e.kind == "administration")
         eMAR_given = float(db.session.scalar(select(sa.func.coalesce(sa.func.sum(Administration.dose_mg), 0)).where(
             *in_period, Administration.drug == drug.code, Administration.outcome == "given")) or 0)
@@ -58,7 +57,7 @@ def medication_section(unit: Unit, start: datetime, end: datetime, now: datetime
                          "administered_mg": given, "emar_given_mg": eMAR_given,
                          "register_matches_emar": abs(given - eMAR_given) < 1e-6,
                          "entries": len(period), "negative_balance": entries[-1].balance_mg < 0,
-                         "discrepancies": discrepancies})
+                         "discrepancies": found})
     return {"doses": outcomes, "uncountersigned_phone_orders": uncountersigned_phone_orders(unit, start, end, now), "by_drug": by_drug, "prn_per_resident": prn,
             "safety_refusals": dict(sorted(refusals.items())), "safety_refusals_total": sum(refusals.values()),
             "cd_register": register}

@@ -163,9 +163,9 @@ class RegisterEntrySchema(Schema):
 
 
 class RegisterSchema(Schema):
-    drug = fields.String()
-    name = fields.String()
-    cd_schedule = fields.Integer(allow_none=True)
+    drug = fields.String(attribute="drug.code")
+    name = fields.String(attribute="drug.name")
+    cd_schedule = fields.Integer(attribute="drug.cd_schedule", allow_none=True)
     balance_mg = fields.Float()
     entries = fields.List(fields.Nested(RegisterEntrySchema))
 

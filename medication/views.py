@@ -5,8 +5,8 @@ from config.api import ApiBlueprint
 
 from config.clock import now
 from config.idempotency import idempotent
-from medication import services
-from medication.drugs import DRUGS
+from medication import emar, orders
+from medication import register as cd_register
 from medication.schemas import (
     AdministrationIn,
     AdministrationSchema,
@@ -42,7 +42,7 @@ def _order_view(ordered) -> dict:
 @blp.response(201, OrderDetailSchema)
 def create_order(body, admission_id):
     """Prescribe (doctor or GP), or record a GP's phone order (nurse, read back): fixed, prn or induction."""
-    return _order_view(services.create_order(current_staff(), admission_id, body, now=now()))
+    return _order_view(orders.create_order(current_staff(), admission_id, body, now=now()))
 
 
 @blp.route("/admissions/<int:admission_id>/orders", methods=["GET"])
@@ -50,7 +50,7 @@ def create_order(body, admission_id):
 @blp.response(200, OrderSchema(many=True))
 def list_orders(admission_id):
     """Every version of every order of an admission, newest first."""
-    return services.list_orders(current_staff(), admission_id)
+    return orders.list_orders(current_staff(), admission_id)
 
 
 @blp.route("/orders/<int:order_id>", methods=["GET"])
@@ -58,7 +58,7 @@ def list_orders(admission_id):
 @blp.response(200, OrderDetailSchema)
 def get_order(order_id):
     """One order with its scheduled doses."""
-    return _order_view(services.Ordered(services.get_order(current_staff(), order_id), []))
+    return _order_view(orders.Ordered(orders.get_order(current_staff(), order_id), []))
 
 
 @blp.route("/orders/<int:order_id>/stop", methods=["POST"])
@@ -68,7 +68,7 @@ def get_order(order_id):
 @blp.response(200, OrderSchema)
 def stop_order(body, order_id):
     """Stop an order (doctor or GP); it is kept, marked stopped."""
-    return services.stop_order(current_staff(), order_id, reason=body["reason"], now=now())
+    return orders.stop_order(current_staff(), order_id, reason=body["reason"], now=now())
 
 
 @blp.route("/orders/<int:order_id>/change", methods=["POST"])
@@ -79,7 +79,7 @@ def stop_order(body, order_id):
 def change_order(body, order_id):
     """Change an order: a new version supersedes it (never an edit in place)."""
     reason = body.pop("reason")
-    return _order_view(services.change_order(current_staff(), order_id, body, reason=reason, now=now()))
+    return _order_view(orders.change_order(current_staff(), order_id, body, reason=reason, now=now()))
 
 
 @blp.route("/orders/<int:order_id>/countersign", methods=["POST"])
@@ -87,7 +87,7 @@ def change_order(body, order_id):
 @blp.response(200, OrderSchema)
 def countersign(order_id):
     """The prescriber countersigns a phone order."""
-    return services.countersign_order(current_staff(), order_id, now=now())
+    return orders.countersign_order(current_staff(), order_id, now=now())
 
 
 @blp.route("/orders/<int:order_id>/administrations", methods=["POST"])
@@ -98,7 +98,7 @@ def countersign(order_id):
 @blp.alt_response(409, description="A safety check refused the dose (`check` says which)")
 def administer(body, order_id):
     """Record a dose given, refused, withheld or omitted (Idempotency-Key required)."""
-    given = services.record_administration(current_staff(), order_id, now=now(), **body)
+    given = emar.record_administration(current_staff(), order_id, now=now(), **body)
     administration = given.administration
     fields = (name for name in AdministrationSchema._declared_fields if name != "reason")
     return {**{name: getattr(administration, name) for name in fields},
@@ -110,7 +110,7 @@ def administer(body, order_id):
 @blp.response(200, AdministrationSchema(many=True))
 def list_administrations(admission_id):
     """The admission's eMAR, newest first."""
-    return services.list_administrations(current_staff(), admission_id)
+    return emar.list_administrations(current_staff(), admission_id)
 
 
 @blp.route("/due-doses", methods=["GET"])
@@ -118,7 +118,7 @@ def list_administrations(admission_id):
 @blp.response(200, DueDosesSchema)
 def due_doses():
     """Scheduled doses due now or overdue, and PRN doses with whether they may be given now and why."""
-    return services.due_doses(current_staff(), now())
+    return emar.due_doses(current_staff(), now())
 
 
 @blp.route("/cd-register/<drug>", methods=["GET"])
@@ -126,11 +126,7 @@ def due_doses():
 @blp.response(200, RegisterSchema)
 def register(drug):
     """A drug's controlled-drug register on this unit, with its running balance."""
-    staff = current_staff()
-    entries = services.register_entries(staff, drug)
-    definition = DRUGS[drug]
-    return {"drug": drug, "name": definition.name, "cd_schedule": definition.cd_schedule,
-            "balance_mg": services.register_balance(staff.unit_id, drug), "entries": entries}
+    return cd_register.register_book(current_staff(), drug)
 
 
 @blp.route("/cd-register/<drug>/entries", methods=["POST"])
@@ -140,7 +136,7 @@ def register(drug):
 @blp.response(201, RegisterEntrySchema)
 def register_entry(body, drug):
     """A receipt (with supplier), return, destruction or witnessed correction."""
-    return services.record_register_entry(current_staff(), drug, now=now(), **body)
+    return cd_register.record_register_entry(current_staff(), drug, now=now(), **body)
 
 
 @blp.route("/cd-register/<drug>/stock-checks", methods=["POST"])
@@ -150,4 +146,4 @@ def register_entry(body, drug):
 @blp.response(201, RegisterEntrySchema)
 def stock_check(body, drug):
     """Two staff count the stock; a difference from the balance is escalated to the manager."""
-    return services.record_stock_check(current_staff(), drug, now=now(), **body)
+    return cd_register.record_stock_check(current_staff(), drug, now=now(), **body)

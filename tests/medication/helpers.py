@@ -1,7 +1,7 @@
 """Helpers of the medication tests: order bodies, posting with an Idempotency-Key, scores
 with known totals, and reading rows straight from the database.
 
-Doses, intervals and limits here are worked out by hand from CLINICAL.md section 5, never
+Doses, intervals and limits here are worked out by hand from docs/clinical-rules.md section 5, never
 read from the code under test.
 """
 from __future__ import annotations

@@ -685,3 +685,39 @@ def test_give_screen_opens_the_slot_chosen_on_the_doses_list(ward, clock):
     assert response.status_code == 303
     taken = rows(ward.app, Administration, order_by=Administration.id)
     assert [(a.scheduled_dose_id, a.outcome) for a in taken] == [(first, "omitted"), (second, "given")]
+
+
+@pytest.mark.parametrize("field, value", [("dose_mg", "nan"), ("dose_mg", "twenty"), ("dose_mg", ""),
+                                          ("scheduled_dose_id", "first"), ("outcome", "spilled")])
+def test_give_screen_loads_the_form_through_the_schema(ward, prn, field, value):
+    """The give form is checked by the API's own schema: a dose that is not a number (NaN
+    included), a slot that is not an id, or an unknown outcome is a 422 page naming the field,
+    never a 500 and never a row."""
+    admission_id, order_id = prn
+    observe(ward.nurse, admission_id, "ciwa-ar", ciwa(12))
+    url = f"/orders/{order_id}/give"
+    form = give_form(ward.nurse, url)
+    body = {"csrf_token": form["csrf_token"], "idempotency_key": form["idempotency_key"],
+            "dose_mg": "20", "outcome": "given", field: value}
+    response = ward.nurse.post(url, data=body)
+    assert response.status_code == 422 and response.mimetype == "text/html"
+    assert 'data-testid="dose-error"' in response.get_data(as_text=True)
+    assert f"{field}:" in response.get_data(as_text=True)
+    assert count(ward.app, Administration) == 0 and count(ward.app, SafetyRefusal) == 0
+
+
+def test_give_screen_says_why_a_dose_was_not_recorded(ward, clock):
+    """A refusal without field errors (the slot was recorded from another screen meanwhile) is
+    shown in words with a 422, not a blank page that looks as if nothing happened."""
+    admission = ward.admit()
+    regimen = order(ward.doctor, admission["id"], fixed(30))
+    first = regimen["scheduled"][0]["id"]
+    clock.set(datetime(2025, 3, 3, 8, 0, tzinfo=timezone.utc))
+    url = f"/orders/{regimen['id']}/give"
+    form = give_form(ward.nurse, url)
+    assert give(ward.nurse2, regimen["id"], 30, scheduled_dose_id=first).status_code == 201
+    response = ward.nurse.post(url, data={"csrf_token": form["csrf_token"], "idempotency_key": form["idempotency_key"],
+                                          "dose_mg": "30", "outcome": "given", "scheduled_dose_id": str(first)})
+    assert response.status_code == 422
+    assert "The day 1 qds 08:00 dose is already recorded on the chart." in response.get_data(as_text=True)
+    assert count(ward.app, Administration) == 1

@@ -1,4 +1,4 @@
-"""Orders: the chlordiazepoxide reducing regimen (CLINICAL.md s5), PRN and induction rules,
+"""Orders: the chlordiazepoxide reducing regimen (docs/clinical-rules.md s5), PRN and induction rules,
 phone orders with their countersign deadline, and stop/change as versions (never edits)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from config.extensions import db
 from medication.drugs import reducing_regimen
 from medication.models import MedicationOrder, ScheduledDose
-from medication.services import escalate_uncountersigned
+from medication.orders import escalate_uncountersigned
 from monitoring.models import Escalation
 from tests.medication.conftest import START
 from tests.medication.helpers import (
@@ -28,7 +28,7 @@ from unit.models import AuditEvent, Staff
 
 LONDON = ZoneInfo("Europe/London")
 
-# CLINICAL.md s5, word for word: from 30 mg, d1 30 qds, d2 25 qds, d3 20 qds, d4 15 qds,
+# docs/clinical-rules.md s5, word for word: from 30 mg, d1 30 qds, d2 25 qds, d3 20 qds, d4 15 qds,
 # d5 10 qds, d6 10 tds, d7 5 tds, d8 5 bd, d9 5 nocte.
 EXAMPLE_FROM_30 = [(1, "qds", 30), (2, "qds", 25), (3, "qds", 20), (4, "qds", 15), (5, "qds", 10),
                    (6, "tds", 10), (7, "tds", 5), (8, "bd", 5), (9, "nocte", 5)]
