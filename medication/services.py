@@ -46,8 +46,7 @@ from medication.models import (
 from monitoring.escalations import Trigger, raise_escalation
 from monitoring.models import Observation
 from monitoring.scales import get_scale
-from monitoring.services import settings_for as monitoring_settings
-from monitoring.services import unit_bands
+from monitoring.settings import monitoring_settings, unit_bands
 from unit.audit import record_event
 from unit.auth import check_password
 from unit.models import Admission, Staff

@@ -21,9 +21,8 @@ from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
 from config.outbox import enqueue_many
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, RotaShift
-from monitoring.scales import CIWA_EMERGENCY_TOTAL, Band, get_scale
-from monitoring.services import settings_for as monitoring_settings
-from monitoring.services import unit_bands
+from monitoring.scales import Band, get_scale
+from monitoring.settings import escalation_settings, monitoring_settings, unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
 from unit.services import (
@@ -32,17 +31,8 @@ from unit.services import (
     model_at,
     model_history,
     models_at,
-    protocol_settings,
 )
 
-ESCALATION_DEFAULTS: dict[str, Any] = {
-    # CLINICAL.md s3: acknowledgement targets in minutes.
-    "targets": {"emergency": 5, "urgent": 30, "soon": 120},
-    # The paging policy: level 1 the routed duty, then these duties in turn.
-    "levels": ["second_on_call", "clinical_lead"],
-    # CLINICAL.md s1/s3: CIWA-Ar 20 or more is an emergency (consider transfer).
-    "ciwa_emergency_total": CIWA_EMERGENCY_TOTAL,
-}
 SEVERITY_RANK = {"soon": 1, "urgent": 2, "emergency": 3}
 ROUTE_ROLES = {"on_site_doctor": {"doctor"}, "visiting_gp": {"gp"}, "nurse_in_charge": {"nurse"}}
 DUTY_LABELS = {"nurse_in_charge": "nurse in charge", "on_site_doctor": "on-site doctor",
@@ -76,11 +66,6 @@ class Trigger:
     severity: str
     reason: str
     dedup_key: str
-
-
-def settings_for(unit_id: int) -> dict[str, Any]:
-    """The unit's escalation protocol."""
-    return protocol_settings(unit_id, "escalation", ESCALATION_DEFAULTS)
 
 
 def _span(band: Band, max_total: int) -> str:
@@ -119,7 +104,7 @@ def trigger_for(observation: Observation) -> Trigger | None:
             return Trigger("news2_single_3", "urgent",
                            f"NEWS2 {total}: a single parameter scored 3 ({', '.join(threes)})", key)
     if scale == "ciwa-ar":
-        emergency = settings_for(observation.unit_id)["ciwa_emergency_total"]
+        emergency = escalation_settings(observation.unit_id)["ciwa_emergency_total"]
         if total >= emergency:  # CLINICAL.md: emergency at 20 or more by default (consider transfer)
             return Trigger("ciwa_emergency", "emergency",
                            f"CIWA-Ar {total}: {emergency} or more, consider transfer", key)
@@ -163,7 +148,7 @@ def raise_escalation(admission: Admission, trigger: Trigger, *, source_type: str
         select(Escalation).where(Escalation.admission_id == admission.id,
                                  Escalation.dedup_key == trigger.dedup_key,
                                  Escalation.status != "resolved").with_for_update()).first()
-    targets = settings_for(admission.unit_id)["targets"]
+    targets = escalation_settings(admission.unit_id)["targets"]
     if live is not None:
         return _update(live, trigger, source_type, source_id, actor, now, targets)
     unit_model = model_at(admission.unit_id, now)
@@ -263,7 +248,7 @@ def duty_for_level(escalation: Escalation, level: int) -> str:
     """The rota duty paged at a level: the route first, then the unit's escalation policy."""
     if level == 1:
         return escalation.route
-    levels = settings_for(escalation.unit_id)["levels"]
+    levels = escalation_settings(escalation.unit_id)["levels"]
     return levels[min(level - 2, len(levels) - 1)]
 
 
@@ -413,7 +398,7 @@ def on_missed(rows: list[MissedObservation], now: datetime) -> None:
                 admissions[row.admission_id], trigger, source_type="missed_observation",
                 source_id=row.id, actor=None, now=now, route=MISSED_ROUTE,
                 unit_model=models[row.unit_id],
-                target=settings_for(row.unit_id)["targets"][trigger.severity])
+                target=escalation_settings(row.unit_id)["targets"][trigger.severity])
     opened = dict(zip(opening, insert_rows(Escalation, list(opening.values()))))
     for escalation in opened.values():
         live[(escalation.admission_id, escalation.dedup_key)] = escalation
@@ -429,7 +414,7 @@ def on_missed(rows: list[MissedObservation], now: datetime) -> None:
         if escalation is None:
             worse, step, event = _revise(live[(row.admission_id, trigger.dedup_key)], trigger,
                                          "missed_observation", row.id, None, now,
-                                         settings_for(row.unit_id)["targets"])
+                                         escalation_settings(row.unit_id)["targets"])
             # "soon" is the lowest severity: a missed slot never worsens an escalation, so it
             # never pages anyone again.
             assert not worse
@@ -608,7 +593,7 @@ def re_escalate_due(now: datetime) -> list[Escalation]:
         query = query.with_for_update(skip_locked=True)
     moved = []
     for escalation in db.session.scalars(query).all():
-        levels = 1 + len(settings_for(escalation.unit_id)["levels"])
+        levels = 1 + len(escalation_settings(escalation.unit_id)["levels"])
         if escalation.level < levels:
             escalation.level += 1
             detail = (f"Not acknowledged within {escalation.target_minutes} min: to the "

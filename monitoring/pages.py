@@ -25,6 +25,7 @@ from monitoring.models import (NOT_DONE_REASONS, Escalation, EscalationStep, Obs
                                ObservationSchedule)
 from monitoring.scales import SCALES
 from monitoring.schemas import RotaShiftIn
+from monitoring.settings import monitoring_settings, unit_bands
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 from unit.models import Admission, Staff
 from unit.pages import BoardExtension, safe_next
@@ -111,13 +112,13 @@ def resident_sections(admission: Admission, at: datetime) -> list[Markup]:
     start = admission.admitted_at
     end = max(at, start + timedelta(hours=6)) if admission.status == "active" else (admission.discharged_at or at)
     markers = [m for hook in chart_marker_hooks for m in hook(admission.id, start, end)]
-    settings = services.settings_for(admission.unit_id)
+    settings = monitoring_settings(admission.unit_id)
     charts = []
     for code in sorted({o.scale for o in observations} | {s.scale for s in schedules}, key=list(SCALES).index):
         scale = SCALES[code]
         points = [(o.observed_at, o.total, o.band) for o in reversed(observations)
                   if o.scale == code and o.status == "recorded" and o.struck_at is None]
-        charts.append((scale, score_chart(points, services.unit_bands(settings, code) or scale.bands,
+        charts.append((scale, score_chart(points, unit_bands(settings, code) or scale.bands,
                                           scale.max_total, start=start, end=end, markers=markers,
                                           title=f"{scale.name} over time")))
     history = list(db.session.scalars(select(Escalation).where(Escalation.admission_id == admission.id)

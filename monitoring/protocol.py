@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring.escalations import DUTY_LABELS, ESCALATION_DEFAULTS, SEVERITY_RANK
+from monitoring.escalations import DUTY_LABELS, SEVERITY_RANK
 from monitoring.scales import CIWA_AR, NEWS2_RISKS, SCALES, Band, Scale, check_bands, get_scale
-from monitoring.services import MONITORING_DEFAULTS, unit_bands
-from monitoring.services import settings_for as monitoring_settings
+from monitoring.settings import (
+    ESCALATION_DEFAULTS,
+    MONITORING_DEFAULTS,
+    monitoring_settings,
+    unit_bands,
+)
 from unit.services import ProtocolSection
 
 Errors = dict[str, list[str]]

@@ -24,7 +24,6 @@ from monitoring.errors import (
 )
 from monitoring.models import MissedObservation, Observation, ObservationSchedule, ScheduleChange
 from monitoring.scales import (
-    Band,
     Scale,
     ScaleValidationError,
     ScoreResult,
@@ -33,20 +32,11 @@ from monitoring.scales import (
     get_scale,
     grace_minutes,
 )
+from monitoring.settings import monitoring_settings, unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
-from unit.services import active_admission, age_today, get_admission, protocol_settings
+from unit.services import active_admission, age_today, get_admission
 
-# CLINICAL.md section 2 and the issue's defaults; a unit may adopt its own (protocol section
-# "monitoring": {"bands": {scale: [band...]}, "intervals": {scale: {band: minutes}}, ...}).
-MONITORING_DEFAULTS: dict[str, Any] = {
-    "not_done_retry_minutes": 30,      # an observation that could not be done is asked again
-    "refusals_to_escalate": 2,         # a second refusal in a row escalates
-    "clock_skew_minutes": 2,           # observed_at may be this far in the future
-    "initial_interval_minutes": 60,    # until the first score sets the band
-    "bands": {},
-    "intervals": {},
-}
 ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # CLINICAL.md s2; NEWS2 for all
 MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in one sweep
 
@@ -58,11 +48,6 @@ refusal_hooks: list[ObservationHook] = []
 missed_hooks: list[Callable[[list[MissedObservation], datetime], Any]] = []
 
 
-def settings_for(unit_id: int) -> dict[str, Any]:
-    """The unit's monitoring protocol (defaults overlaid with the unit's own values)."""
-    return protocol_settings(unit_id, "monitoring", MONITORING_DEFAULTS)
-
-
 def scale_or_404(code: str) -> Scale:
     """The scale with this code, or a 404 problem."""
     try:
@@ -71,17 +56,11 @@ def scale_or_404(code: str) -> Scale:
         raise UnknownScaleCode(f"There is no scale {code!r}.") from None
 
 
-def unit_bands(settings: dict[str, Any], code: str) -> tuple[Band, ...] | None:
-    """The unit's own bands for a scale, if its protocol overrides the defaults."""
-    rows = settings["bands"].get(code)
-    return tuple(Band(**row) for row in rows) if rows else None
-
-
 def score(unit_id: int, code: str, items: dict[str, Any], *, age: int | None = None,
           pregnant: bool | None = None) -> ScoreResult:
     """Score a scale with the unit's bands; invalid items raise a 422 naming each item."""
     scale = scale_or_404(code)
-    settings = settings_for(unit_id)
+    settings = monitoring_settings(unit_id)
     try:
         return scale.score(items, unit_bands(settings, code), age=age, pregnant=pregnant)
     except ScaleValidationError as invalid:
@@ -111,7 +90,7 @@ def start_schedules(admission: Admission, actor: Staff, now: datetime) -> None:
 
 def _add_schedule(admission: Admission, actor: Staff, code: str, max_interval: int | None,
                   reason: str, now: datetime) -> ObservationSchedule:
-    settings = settings_for(admission.unit_id)
+    settings = monitoring_settings(admission.unit_id)
     interval = settings["initial_interval_minutes"]
     if max_interval:
         interval = min(interval, max_interval)
@@ -252,7 +231,7 @@ def record_observation(actor: Staff, admission_id: int, *, scale: str, items: di
                        replaces: Observation | None = None) -> Recorded:
     """Score and keep an observation, move its schedule on, and let escalation look at it."""
     admission = active_admission(actor, admission_id)
-    settings = settings_for(admission.unit_id)
+    settings = monitoring_settings(admission.unit_id)
     observed_at = observed_at or now
     _check_time(admission, observed_at, now, settings)
     # Only a scale not validated in pregnancy (NEWS2) needs the referral's pregnancy answer.
@@ -303,7 +282,7 @@ def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
     """Record that an observation could not be done; ask again sooner; a repeat refusal escalates."""
     admission = active_admission(actor, admission_id)
     scale_or_404(scale)
-    settings = settings_for(admission.unit_id)
+    settings = monitoring_settings(admission.unit_id)
     observed_at = observed_at or now
     _check_time(admission, observed_at, now, settings)
     schedule, last_observed_at = _schedule_for(admission_id, scale)
@@ -395,7 +374,7 @@ def _recompute_after_strike(struck: Observation, actor: Staff, now: datetime) ->
     if previous is None:
         schedule.next_due_at = now  # no valid score: due now
     else:
-        schedule.interval_minutes = protocol_interval(settings_for(schedule.unit_id), schedule,
+        schedule.interval_minutes = protocol_interval(monitoring_settings(schedule.unit_id), schedule,
                                                       previous, streak)
         # Never later than already asked: a strike must not quietly push a due time away.
         schedule.next_due_at = min(schedule.next_due_at,

@@ -9,6 +9,7 @@ from config.clock import now
 from config.idempotency import idempotent
 from monitoring import escalations, services
 from monitoring.scales import SCALES
+from monitoring.settings import monitoring_settings, unit_bands
 from monitoring.schemas import (
     ClinicalSignIn,
     EscalationDetailSchema,
@@ -45,8 +46,8 @@ blp = ApiBlueprint("monitoring_api", __name__, url_prefix="/api/v1",
 @blp.response(200, ScaleSchema(many=True))
 def list_scales():
     """Every scale with its items, allowed values, descriptors and the unit's bands."""
-    settings = services.settings_for(current_staff().unit_id)
-    return [scale.to_dict(services.unit_bands(settings, code)) for code, scale in SCALES.items()]
+    settings = monitoring_settings(current_staff().unit_id)
+    return [scale.to_dict(unit_bands(settings, code)) for code, scale in SCALES.items()]
 
 
 @blp.route("/scales/<code>/score", methods=["POST"])
