@@ -25,6 +25,7 @@ from monitoring.models import (NOT_DONE_REASONS, Escalation, EscalationStep, Obs
                                ObservationSchedule)
 from monitoring.scales import SCALES
 from monitoring.schemas import RotaShiftIn
+from monitoring.schedules import due_state
 from monitoring.settings import monitoring_settings, unit_bands
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 from unit.models import Admission, Staff
@@ -76,7 +77,7 @@ def _board_lines(unit_id: int, admission_ids: list[int],
         if admission_id in found:
             line = _BoardLine(SHORT_NAMES[scale], status == "recorded", total, band,
                               (band or "").replace("_", " "), observed_at, next_due_at, interval)
-            found[admission_id].append((line, services.due_state(line, at)))
+            found[admission_id].append((line, due_state(line, at)))
     return found
 
 
@@ -127,7 +128,7 @@ def resident_sections(admission: Admission, at: datetime) -> list[Markup]:
     return [Markup(render_template(
         "monitoring/_resident_escalations.html", a=admission, history=history, paged=_paged,
         advice=escalations.advice, signs=escalations.CLINICAL_SIGNS)), Markup(render_template(
-        "monitoring/_resident.html", a=admission, schedules=[(s, services.due_state(s, at)) for s in schedules],
+        "monitoring/_resident.html", a=admission, schedules=[(s, due_state(s, at)) for s in schedules],
         observations=observations, charts=charts, scales=SCALES, names=SHORT_NAMES,
         state_text=STATE_TEXT, changes=services.schedule_changes(admission.id),
         reasons=NOT_DONE_REASONS, now=at))]

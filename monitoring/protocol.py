@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from monitoring.escalations import DUTY_LABELS, SEVERITY_RANK
-from monitoring.scales import CIWA_AR, NEWS2_RISKS, SCALES, Band, Scale, check_bands, get_scale
+from monitoring.scales import CIWA_AR, SCALES, Band, Scale, check_bands, get_scale
+from monitoring.schedules import NEWS2_RISKS
 from monitoring.settings import (
     ESCALATION_DEFAULTS,
     MONITORING_DEFAULTS,

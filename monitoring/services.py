@@ -1,7 +1,6 @@
 """Services of the monitoring package: observations, schedules and the due sweep."""
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,15 +22,8 @@ from monitoring.errors import (
     UnknownScaleCode,
 )
 from monitoring.models import MissedObservation, Observation, ObservationSchedule, ScheduleChange
-from monitoring.scales import (
-    Scale,
-    ScaleValidationError,
-    ScoreResult,
-    UnknownScale,
-    default_interval_minutes,
-    get_scale,
-    grace_minutes,
-)
+from monitoring.scales import Scale, ScaleValidationError, ScoreResult, UnknownScale, get_scale
+from monitoring.schedules import grace_minutes, minimal_streak, protocol_interval
 from monitoring.settings import monitoring_settings, unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
@@ -66,17 +58,6 @@ def score(unit_id: int, code: str, items: dict[str, Any], *, age: int | None = N
     except ScaleValidationError as invalid:
         raise ScaleInputInvalid(f"The {scale.name} items are not valid; see errors.",
                                 errors={"items": invalid.errors}) from None
-
-
-def protocol_interval(settings: dict[str, Any], schedule: ObservationSchedule,
-                      result: ScoreResult | Observation, consecutive_minimal: int) -> int:
-    """Minutes to the next observation after this result, as the protocol says."""
-    own = settings["intervals"].get(schedule.scale, {})
-    minutes = own.get(result.band) or default_interval_minutes(
-        schedule.scale, result.band, consecutive_minimal, total=result.total)
-    if schedule.max_interval_minutes:
-        minutes = min(minutes, schedule.max_interval_minutes)
-    return minutes
 
 
 # --- schedules ------------------------------------------------------------------------------
@@ -363,11 +344,7 @@ def _recompute_after_strike(struck: Observation, actor: Staff, now: datetime) ->
                                   Observation.struck_at.is_(None))
         .order_by(Observation.observed_at.desc(), Observation.id.desc()).limit(STREAK_LOOKBACK)))
     previous = valid[0] if valid else None
-    streak = 0
-    for row in valid:
-        if row.band != "minimal":
-            break
-        streak += 1
+    streak = minimal_streak(row.band for row in valid)
     schedule.last_observation_id = previous.id if previous else None
     schedule.consecutive_minimal = streak
     old = schedule.interval_minutes
@@ -412,26 +389,6 @@ def schedule_changes(admission_id: int, limit: int = 20) -> list[ScheduleChange]
 
 
 # --- the due sweep --------------------------------------------------------------------------
-
-def due_state(schedule: ObservationSchedule, now: datetime) -> str:
-    """``due_soon`` (within 15 min), ``late`` (past due, in grace), ``overdue`` (past grace), ``ok``."""
-    past_due = now - schedule.next_due_at  # the board asks this of every schedule: one subtraction
-    if past_due > _grace(schedule.interval_minutes):
-        return "overdue"
-    if past_due > _ZERO:
-        return "late"
-    if past_due >= _DUE_SOON:
-        return "due_soon"
-    return "ok"
-
-
-_ZERO, _DUE_SOON = timedelta(0), timedelta(minutes=-15)
-
-
-@functools.cache
-def _grace(interval_minutes: int) -> timedelta:
-    return timedelta(minutes=grace_minutes(interval_minutes))
-
 
 @unit_of_work
 def flag_missed_observations(now: datetime) -> list[MissedObservation]:

@@ -9,6 +9,7 @@ from config.clock import now
 from config.idempotency import idempotent
 from monitoring import escalations, services
 from monitoring.scales import SCALES
+from monitoring.schedules import due_state
 from monitoring.settings import monitoring_settings, unit_bands
 from monitoring.schemas import (
     ClinicalSignIn,
@@ -141,7 +142,7 @@ def change_schedule(body, schedule_id):
 def _schedule_view(schedule, at) -> dict:
     fields = (name for name in ScheduleSchema._declared_fields if name != "state")
     return {**{name: getattr(schedule, name) for name in fields},
-            "state": services.due_state(schedule, at)}
+            "state": due_state(schedule, at)}
 
 
 # --- escalations ----------------------------------------------------------------------------
