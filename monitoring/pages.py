@@ -20,6 +20,7 @@ from config.extensions import db
 from config import outbox
 from config.idempotency import fingerprint_of, run_once
 from monitoring import escalations, services
+from monitoring import rota as duty_rota  # the views "rota", "add_shift"... are named after the routes
 from monitoring.charts import Marker, score_chart
 from monitoring.models import (NOT_DONE_REASONS, Escalation, EscalationStep, Observation,
                                ObservationSchedule)
@@ -271,10 +272,10 @@ def board_alerts(unit_id: int, at: datetime) -> list[Markup]:
         select(Escalation).where(Escalation.unit_id == unit_id, Escalation.status == "open",
                                  Escalation.severity == "emergency")
         .options(joinedload(Escalation.admission).joinedload(Admission.resident))))
-    gaps = escalations.rota_gaps(unit_id, at, at + timedelta(hours=24))
+    gaps = duty_rota.rota_gaps(unit_id, at, at + timedelta(hours=24))
     return [Markup(render_template("monitoring/_board_alerts.html", emergencies=emergencies,
                                    gaps=gaps, failing=outbox.failing(unit_id),
-                                   labels=escalations.DUTY_LABELS, advice=escalations.advice))]
+                                   labels=duty_rota.DUTY_LABELS, advice=escalations.advice))]
 
 
 ESCALATION_BOARD = BoardExtension(headers=("Escalation",), cells=escalation_cells, alerts=board_alerts)
@@ -299,7 +300,7 @@ def queue():
     return render_template("monitoring/queue.html", live=live, admissions=admissions,
                            schedules=schedules, extras=extras, recent=recent, names=SHORT_NAMES,
                            may_answer=escalations.may_answer, advice=escalations.advice,
-                           paged=_paged, labels=escalations.DUTY_LABELS,
+                           paged=_paged, labels=duty_rota.DUTY_LABELS,
                            notifications=outbox.for_staff(staff.id), now=at)
 
 
@@ -383,7 +384,7 @@ def rota():
                 "starts_at": _local_to_utc(request.form.get("starts_at", "")),
                 "ends_at": _local_to_utc(request.form.get("ends_at", "")),
             }.items()})
-            escalations.add_shift(staff, now=at, **body)
+            duty_rota.add_shift(staff, now=at, **body)
             flash("Shift added.")
             return redirect(url_for("monitoring_pages.rota"), code=303)
         except ValidationError as invalid:
@@ -394,9 +395,9 @@ def rota():
     end = start + timedelta(days=7)
     staff_list = list(db.session.scalars(select(Staff).where(Staff.unit_id == staff.unit_id,
                                                              Staff.active.is_(True)).order_by(Staff.full_name)))
-    return render_template("monitoring/rota.html", shifts=escalations.list_shifts(staff, start, end),
-                           gaps=escalations.rota_gaps(staff.unit_id, at, at + timedelta(hours=24)),
-                           labels=escalations.DUTY_LABELS, staff_list=staff_list, errors=errors,
+    return render_template("monitoring/rota.html", shifts=duty_rota.list_shifts(staff, start, end),
+                           gaps=duty_rota.rota_gaps(staff.unit_id, at, at + timedelta(hours=24)),
+                           labels=duty_rota.DUTY_LABELS, staff_list=staff_list, errors=errors,
                            form=request.form), (422 if errors else 200)
 
 
@@ -405,7 +406,7 @@ def rota():
 def cancel_shift(shift_id: int):
     """Cancel a shift from the rota page."""
     try:
-        escalations.cancel_shift(current_staff(), shift_id, now=now())
+        duty_rota.cancel_shift(current_staff(), shift_id, now=now())
         flash("Shift cancelled.")
     except DomainError as refusal:
         flash(f"Not cancelled: {refusal.detail}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring.escalations import DUTY_LABELS, SEVERITY_RANK
+from monitoring.escalations import SEVERITY_RANK
+from monitoring.rota import DUTY_LABELS
 from monitoring.scales import CIWA_AR, SCALES, Band, Scale, check_bands, get_scale
 from monitoring.schedules import NEWS2_RISKS
 from monitoring.settings import (

@@ -8,6 +8,7 @@ from datetime import timedelta
 from config.clock import now
 from config.idempotency import idempotent
 from monitoring import escalations, services
+from monitoring import rota as duty_rota  # the views "rota", "add_shift"... are named after the routes
 from monitoring.scales import SCALES
 from monitoring.schedules import due_state
 from monitoring.settings import monitoring_settings, unit_bands
@@ -220,8 +221,8 @@ def rota(query):
     start = query["start"] or at
     end = query["end"] or start + timedelta(hours=24)
     staff = current_staff()
-    return {"shifts": escalations.list_shifts(staff, start, end),
-            "gaps": escalations.rota_gaps(staff.unit_id, start, end)}
+    return {"shifts": duty_rota.list_shifts(staff, start, end),
+            "gaps": duty_rota.rota_gaps(staff.unit_id, start, end)}
 
 
 @blp.route("/rota", methods=["POST"])
@@ -230,7 +231,7 @@ def rota(query):
 @blp.response(201, RotaShiftSchema)
 def add_shift(body):
     """Put someone (or an external service, as ``contact``) on the rota for a duty."""
-    return escalations.add_shift(current_staff(), now=now(), **body)
+    return duty_rota.add_shift(current_staff(), now=now(), **body)
 
 
 @blp.route("/rota/<int:shift_id>/cancel", methods=["POST"])
@@ -238,4 +239,4 @@ def add_shift(body):
 @blp.response(200, RotaShiftSchema)
 def cancel_shift(shift_id):
     """Take a shift off the rota (kept, marked cancelled)."""
-    return escalations.cancel_shift(current_staff(), shift_id, now=now())
+    return duty_rota.cancel_shift(current_staff(), shift_id, now=now())

@@ -180,8 +180,8 @@ def test_acknowledge_twice_and_resolve_after_resolve(wards, clock):
     assert ward.gp.post(f"/api/v1/escalations/{escalation['id']}/resolve",
                         json={"outcome": "No action needed"}).status_code == 200
     problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/resolve",
-                         json={"outcome": "No action needed"}), 409)
-    problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/acknowledge"), 409)
+                         json={"outcome": "No action needed"}), 409, "escalation-resolved")
+    problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/acknowledge"), 409, "escalation-resolved")
 
 
 @pytest.mark.parametrize("action, body", [("acknowledge", None), ("resolve", {"outcome": "Seen"}),
@@ -211,8 +211,9 @@ def test_another_units_escalation_is_not_found(wards):
     escalation = observe(theirs.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     for path in ("acknowledge", "resolve"):
         problem(ours.gp.post(f"/api/v1/escalations/{escalation['id']}/{path}",
-                             json={"outcome": "Seen in person"} if path == "resolve" else None), 404)
-    problem(ours.gp.get(f"/api/v1/escalations/{escalation['id']}"), 404)
+                             json={"outcome": "Seen in person"} if path == "resolve" else None), 404,
+                "escalation-not-found")
+    problem(ours.gp.get(f"/api/v1/escalations/{escalation['id']}"), 404, "escalation-not-found")
     assert ours.gp.get("/api/v1/escalations").get_json() == []
 
 
@@ -423,19 +424,34 @@ def test_only_managers_edit_the_rota(wards, clock, role):
     assert ward.manager.get("/api/v1/rota").get_json()["shifts"] == []
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"duty": "visiting_gp"}, 422),                                          # neither staff nor contact
-    ({"duty": "visiting_gp", "contact": "OOH", "backwards": True}, 422),      # ends before it starts
-    ({"duty": "matron", "contact": "OOH"}, 422),                             # no such duty
-    ({"duty": "visiting_gp", "staff_id": 999999}, 404),                      # nobody on this unit
+@pytest.mark.parametrize("body, status, slug", [
+    ({"duty": "visiting_gp"}, 422, "rota-shift-invalid"),                      # neither staff nor contact
+    ({"duty": "visiting_gp", "contact": "OOH", "backwards": True}, 422, "rota-shift-invalid"),  # ends first
+    ({"duty": "matron", "contact": "OOH"}, 422, "validation-error"),          # no such duty
+    ({"duty": "visiting_gp", "staff_id": 999999}, 404, "rota-staff-not-found"),  # nobody on this unit
 ])
-def test_rota_shift_validation(wards, clock, body, status):
+def test_rota_shift_validation(wards, clock, body, status, slug):
     ward = wards()
     starts, ends = clock.now, clock.now + timedelta(hours=8)
     if body.pop("backwards", False):
         starts, ends = ends, starts
     response = ward.manager.post("/api/v1/rota", json={**body, "starts_at": iso(starts), "ends_at": iso(ends)})
-    problem(response, status)
+    problem(response, status, slug)
+
+
+def test_cancelling_an_unknown_shift_is_a_404_with_its_slug(wards):
+    ward = wards()
+    problem(ward.manager.post("/api/v1/rota/999999/cancel"), 404, "rota-shift-not-found")
+
+
+def test_no_clinical_sign_is_raised_for_a_discharged_resident(wards):
+    ward = wards()
+    admission = ward.admit()
+    discharged = ward.nurse.post(f"/api/v1/admissions/{admission['id']}/discharge",
+                                 json={"discharge_type": "completed"})
+    assert discharged.status_code == 200, discharged.get_json()
+    problem(ward.nurse.post(f"/api/v1/admissions/{admission['id']}/escalations", json={"sign": "seizure"}),
+            409, "admission-not-active")
 
 
 def test_rota_decides_who_is_paged(wards, app, clock, make_staff, login):
