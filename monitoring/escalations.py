@@ -306,26 +306,25 @@ def _pages(escalation: Escalation, admission: Admission, duty: str, level: int,
     return messages, _step_row(escalation, now, "notified", detail, None)
 
 
-# --- hooks called by observations and the sweep ----------------------------------------------
+# --- called by observations and the sweep ---------------------------------------------------
 
-def on_observation(observation: Observation, admission: Admission, actor: Staff,
-                   now: datetime) -> dict | None:
-    """Raise or update the escalation an observation calls for; its API view, or None."""
+def escalate_observation(observation: Observation, admission: Admission, actor: Staff,
+                         now: datetime) -> Escalation | None:
+    """Raise or update the escalation an observation calls for, if it calls for one."""
     trigger = trigger_for(observation)
     if trigger is None:
         return None
-    escalation = raise_escalation(admission, trigger, source_type="observation",
-                                  source_id=observation.id, actor=actor, now=now)
-    return escalation_view(escalation)
+    return raise_escalation(admission, trigger, source_type="observation",
+                            source_id=observation.id, actor=actor, now=now)
 
 
-def on_repeated_refusal(observation: Observation, admission: Admission, actor: Staff,
-                        now: datetime) -> dict | None:
+def escalate_repeated_refusal(observation: Observation, admission: Admission, actor: Staff,
+                              now: datetime) -> Escalation:
     """A second refusal in a row: the doctor should know soon."""
     trigger = Trigger("repeated_refusal", "soon",
                       f"{observation.scale.upper()} refused twice in a row", f"refusal:{observation.scale}")
-    return escalation_view(raise_escalation(admission, trigger, source_type="observation",
-                                            source_id=observation.id, actor=actor, now=now))
+    return raise_escalation(admission, trigger, source_type="observation",
+                            source_id=observation.id, actor=actor, now=now)
 
 
 MISSED_ROUTE = "nurse_in_charge"  # CLINICAL.md s3: a missed observation goes to the nurse in charge
@@ -334,7 +333,7 @@ MISSED_ROUTE = "nurse_in_charge"  # CLINICAL.md s3: a missed observation goes to
 _INSERT_STEPS = sa.insert(EscalationStep.__table__)
 
 
-def on_missed(rows: list[MissedObservation], now: datetime) -> None:
+def escalate_missed(rows: list[MissedObservation], now: datetime) -> None:
     """Missed observations go to the nurse in charge (soon): one sweep's slots, in bulk.
 
     Each slot raises (or updates) exactly what ``raise_escalation`` would, in the same order;
@@ -593,24 +592,5 @@ def get_escalation(actor: Staff, escalation_id: int) -> Escalation:
     if escalation is None or escalation.unit_id != actor.unit_id:
         raise EscalationNotFound(f"There is no escalation {escalation_id} on your unit.")
     return escalation
-
-
-def escalation_view(escalation: Escalation) -> dict:
-    """The escalation as the API shows it (also inside an observation's reply)."""
-    return {
-        "id": escalation.id, "admission_id": escalation.admission_id,
-        "severity": escalation.severity, "reason": escalation.reason, "trigger": escalation.trigger,
-        "status": escalation.status, "route": escalation.route, "level": escalation.level,
-        "unit_model": escalation.unit_model, "call_999": escalation.call_999,
-        "advice": advice(escalation),
-        "raised_at": escalation.raised_at.isoformat(),
-        "acknowledged_at": escalation.acknowledged_at.isoformat() if escalation.acknowledged_at else None,
-        "resolved_at": escalation.resolved_at.isoformat() if escalation.resolved_at else None,
-        "target_minutes": escalation.target_minutes,
-        "escalate_at": escalation.escalate_at.isoformat() if escalation.escalate_at else None,
-        "outcome": escalation.outcome, "note": escalation.note, "overridden": escalation.overridden,
-        # What raised it: an observation, a missed observation, a dose refusal, a phone order.
-        "source_type": escalation.source_type, "source_id": escalation.source_id,
-    }
 
 

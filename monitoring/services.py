@@ -1,7 +1,6 @@
 """Services of the monitoring package: observations, schedules and the due sweep."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy import select
 from config.db import insert_row, insert_rows, unit_of_work, update_row
 from config.errors import Forbidden
 from config.extensions import db
+from monitoring import escalations
 from monitoring.errors import (
     AlreadyStruck,
     ObservationNotFound,
@@ -21,7 +21,13 @@ from monitoring.errors import (
     ScheduleNotFound,
     UnknownScaleCode,
 )
-from monitoring.models import MissedObservation, Observation, ObservationSchedule, ScheduleChange
+from monitoring.models import (
+    Escalation,
+    MissedObservation,
+    Observation,
+    ObservationSchedule,
+    ScheduleChange,
+)
 from monitoring.scales import Scale, ScaleValidationError, ScoreResult, UnknownScale, get_scale
 from monitoring.schedules import grace_minutes, minimal_streak, protocol_interval
 from monitoring.settings import monitoring_settings, unit_bands
@@ -31,14 +37,6 @@ from unit.services import active_admission, age_today, get_admission
 
 ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # CLINICAL.md s2; NEWS2 for all
 MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in one sweep
-
-# Hooks the app fills when it is assembled (escalations). Each returns a JSON-able dict or None.
-ObservationHook = Callable[[Observation, Admission, Staff, datetime], Any]
-observation_hooks: list[ObservationHook] = []
-refusal_hooks: list[ObservationHook] = []
-# The missed hooks get all the slots one sweep flagged at once, so that they work in bulk.
-missed_hooks: list[Callable[[list[MissedObservation], datetime], Any]] = []
-
 
 def scale_or_404(code: str) -> Scale:
     """The scale with this code, or a 404 problem."""
@@ -169,9 +167,19 @@ class Recorded:
 
     observation: Observation
     schedule: ObservationSchedule | None
-    escalation: Any = None
+    escalation: Escalation | None = None
     interval_changed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def next_due_at(self) -> datetime | None:
+        """When the schedule now asks for the next observation (None: not scheduled)."""
+        return self.schedule.next_due_at if self.schedule is not None else None
+
+    @property
+    def interval_minutes(self) -> int | None:
+        """The schedule's interval now (None: not scheduled)."""
+        return self.schedule.interval_minutes if self.schedule is not None else None
 
 
 def _check_time(admission: Admission, observed_at: datetime, now: datetime,
@@ -252,8 +260,7 @@ def record_observation(actor: Staff, admission_id: int, *, scale: str, items: di
                  after={"scale": scale, "items": result.items, "total": result.total,
                         "band": result.band, "observed_at": observed_at, "note": note,
                         "replaces": observation.replaces_id})
-    for hook in observation_hooks:
-        recorded.escalation = hook(observation, admission, actor, now) or recorded.escalation
+    recorded.escalation = escalations.escalate_observation(observation, admission, actor, now)
     return recorded
 
 
@@ -289,8 +296,7 @@ def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
                  after={"scale": scale, "reason": reason, "observed_at": observed_at, "note": note})
     if current and reason == "refused" and \
             schedule.refusals_in_row >= settings["refusals_to_escalate"]:
-        for hook in refusal_hooks:
-            recorded.escalation = hook(observation, admission, actor, now) or recorded.escalation
+        recorded.escalation = escalations.escalate_repeated_refusal(observation, admission, actor, now)
     return recorded
 
 
@@ -440,8 +446,7 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
                      entity_type="missed_observation", entity_id=row.id, now=now,
                      after={"admission_id": row.admission_id, "scale": row.scale,
                             "due_at": row.due_at, "grace_minutes": row.grace_minutes})
-    for hook in missed_hooks:
-        hook(missed, now)
+    escalations.escalate_missed(missed, now)
     return missed
 
 

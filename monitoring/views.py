@@ -35,7 +35,6 @@ from monitoring.schemas import (
     ScoreSchema,
     StrikeIn,
     StrikeResultSchema,
-    recorded_view,
 )
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 
@@ -77,7 +76,7 @@ def record(body, admission_id):
         recorded = services.record_not_done(
             staff, admission_id, scale=body["scale"], reason=body["not_done_reason"],
             observed_at=body["observed_at"], note=body["note"], now=at)
-    return recorded_view(recorded)
+    return recorded
 
 
 @blp.route("/admissions/<int:admission_id>/observations", methods=["GET"])
@@ -104,7 +103,7 @@ def strike(body, observation_id):
     struck, recorded = services.strike_observation(
         current_staff(), observation_id, reason=body["reason"], replacement=body["replacement"],
         now=now())
-    return {"struck": struck, "replacement": recorded_view(recorded) if recorded else None}
+    return {"struck": struck, "replacement": recorded}
 
 
 @blp.route("/admissions/<int:admission_id>/schedules", methods=["GET"])
@@ -154,8 +153,7 @@ def _schedule_view(schedule, at) -> dict:
 @blp.response(200, EscalationSchema(many=True))
 def list_escalations(query):
     """The unit's escalations, most severe and oldest first (``status`` filters)."""
-    return [escalations.escalation_view(e)
-            for e in escalations.list_escalations(current_staff(), status=query["status"])]
+    return escalations.list_escalations(current_staff(), status=query["status"])
 
 
 @blp.route("/escalations/<int:escalation_id>", methods=["GET"])
@@ -163,8 +161,7 @@ def list_escalations(query):
 @blp.response(200, EscalationDetailSchema)
 def get_escalation(escalation_id):
     """One escalation with every step of its life."""
-    escalation = escalations.get_escalation(current_staff(), escalation_id)
-    return {**escalations.escalation_view(escalation), "steps": escalation.steps}
+    return escalations.get_escalation(current_staff(), escalation_id)
 
 
 @blp.route("/escalations/<int:escalation_id>/acknowledge", methods=["POST"])
@@ -173,7 +170,7 @@ def get_escalation(escalation_id):
 @blp.response(200, EscalationSchema)
 def acknowledge(escalation_id):
     """The routed doctor (doctor on a managed unit, GP on a monitored one) or a manager acknowledges."""
-    return escalations.escalation_view(escalations.acknowledge(current_staff(), escalation_id, now=now()))
+    return escalations.acknowledge(current_staff(), escalation_id, now=now())
 
 
 @blp.route("/escalations/<int:escalation_id>/resolve", methods=["POST"])
@@ -183,8 +180,7 @@ def acknowledge(escalation_id):
 @blp.response(200, EscalationSchema)
 def resolve(body, escalation_id):
     """Close an escalation with its outcome and a note."""
-    return escalations.escalation_view(
-        escalations.resolve(current_staff(), escalation_id, now=now(), **body))
+    return escalations.resolve(current_staff(), escalation_id, now=now(), **body)
 
 
 @blp.route("/escalations/<int:escalation_id>/override", methods=["POST"])
@@ -194,8 +190,7 @@ def resolve(body, escalation_id):
 @blp.response(200, EscalationSchema)
 def override(body, escalation_id):
     """A nurse judges an automatic escalation not needed (with a reason; the doctor is told)."""
-    return escalations.escalation_view(
-        escalations.override(current_staff(), escalation_id, now=now(), **body))
+    return escalations.override(current_staff(), escalation_id, now=now(), **body)
 
 
 @blp.route("/admissions/<int:admission_id>/escalations", methods=["POST"])
@@ -205,8 +200,7 @@ def override(body, escalation_id):
 @blp.response(201, EscalationSchema)
 def raise_sign(body, admission_id):
     """Report a seizure, delirium tremens or Wernicke signs: an emergency on every unit."""
-    return escalations.escalation_view(
-        escalations.raise_clinical_sign(current_staff(), admission_id, now=now(), **body))
+    return escalations.raise_clinical_sign(current_staff(), admission_id, now=now(), **body)
 
 
 # --- the on-call rota -----------------------------------------------------------------------

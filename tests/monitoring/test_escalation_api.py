@@ -71,6 +71,40 @@ def test_monitored_unit_routes_to_the_visiting_gp_and_emergency_says_call_999(wa
     assert "999" in message.body
 
 
+ESCALATION_FIELDS = PUBLIC_FIELDS | {"trigger", "unit_model", "call_999", "advice", "resolved_at",
+                                     "escalate_at", "outcome", "note", "overridden", "source_type",
+                                     "source_id"}
+
+
+def test_an_observations_escalation_is_the_escalation_the_api_shows(wards, clock):
+    """The same shape in an observation's reply, the list and the detail (times as ISO 8601)."""
+    ward = wards("medically_monitored")
+    admission = ward.admit()
+    reply = observe(ward.nurse, admission["id"], "news2", NEWS2_HIGH_14)
+    escalation = reply["escalation"]
+    assert set(escalation) == ESCALATION_FIELDS
+    assert (escalation["source_type"], escalation["source_id"]) == ("observation", reply["id"])
+    assert parse(escalation["raised_at"]) == clock.now
+    assert parse(escalation["escalate_at"]) == clock.now + timedelta(minutes=5)
+    assert escalation["acknowledged_at"] is None and escalation["resolved_at"] is None
+    detail = ward.gp.get(f"/api/v1/escalations/{escalation['id']}").get_json()
+    assert {k: v for k, v in detail.items() if k != "steps"} == escalation
+    (listed,) = ward.gp.get("/api/v1/escalations").get_json()
+    assert listed == escalation
+
+
+def test_the_openapi_document_describes_the_escalation_in_an_observations_reply(wards):
+    ward = wards()
+    schemas = ward.nurse.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    escalation = schemas["Recorded"]["properties"]["escalation"]
+    assert {"$ref": "#/components/schemas/Escalation"} in escalation.get("anyOf", [escalation])
+    properties = schemas["Escalation"]["properties"]
+    assert set(properties) == ESCALATION_FIELDS
+    for time in ("raised_at", "acknowledged_at", "resolved_at", "escalate_at"):
+        assert properties[time]["format"] == "date-time", time
+    assert properties["advice"]["type"] == "string"
+
+
 def test_model_change_routes_from_its_effective_time(wards, app, clock):
     ward = wards("medically_monitored")
     start = clock.now
