@@ -34,6 +34,11 @@ class AlreadyStruck(Conflict):
     title = "The observation was already struck through"
 
 
+class ObservationAlreadyCorrected(Conflict):
+    type = "observation-already-corrected"
+    title = "The struck observation was corrected already"
+
+
 class ScheduleExists(Conflict):
     type = "schedule-exists"
     title = "The admission already has a schedule for this scale"

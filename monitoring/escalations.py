@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
 
 from config.clock import local
 from config.db import insert_rows, unit_of_work
@@ -582,8 +583,65 @@ def list_escalations(actor: Staff, *, status: str | None) -> list[Escalation]:
     query = select(Escalation).where(Escalation.unit_id == actor.unit_id)
     if status:
         query = query.where(Escalation.status == status)
-    severity_order = sa.case({"emergency": 0, "urgent": 1, "soon": 2}, value=Escalation.severity)
-    return list(db.session.scalars(query.order_by(severity_order, Escalation.raised_at)))
+    return list(db.session.scalars(query.order_by(_SEVERITY_ORDER, Escalation.raised_at)))
+
+
+_SEVERITY_ORDER = sa.case({"emergency": 0, "urgent": 1, "soon": 2}, value=Escalation.severity)
+
+
+def live_escalations(actor: Staff) -> list[Escalation]:
+    """The unit's open and acknowledged escalations, most severe and oldest first, with each
+    resident (the doctor's queue)."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == actor.unit_id, Escalation.status != "resolved")
+        .options(joinedload(Escalation.admission).joinedload(Admission.resident),
+                 joinedload(Escalation.acknowledged_by), selectinload(Escalation.steps))
+        .order_by(_SEVERITY_ORDER, Escalation.raised_at)).unique())
+
+
+def recently_resolved(actor: Staff, limit: int = 10) -> list[Escalation]:
+    """The unit's latest resolved escalations, newest first."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == actor.unit_id, Escalation.status == "resolved")
+        .order_by(Escalation.resolved_at.desc()).limit(limit)))
+
+
+def open_emergencies(unit_id: int) -> list[Escalation]:
+    """The unit's unacknowledged emergencies, with each resident (the board's red panel)."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == unit_id, Escalation.status == "open",
+                                 Escalation.severity == "emergency")
+        .options(joinedload(Escalation.admission).joinedload(Admission.resident))))
+
+
+def escalation_history(admission_id: int, limit: int = 20) -> list[Escalation]:
+    """The admission's latest escalations with their steps, newest first."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.admission_id == admission_id)
+        .options(selectinload(Escalation.steps))
+        .order_by(Escalation.raised_at.desc()).limit(limit)))
+
+
+def live_escalation_summaries(unit_id: int) -> list[sa.Row]:
+    """Each live escalation of the unit, oldest first: admission, severity, status, reason,
+    level, when raised and acknowledged, who acknowledged it and whom it was last paged to
+    (one query; by unit, not by a list of admission ids)."""
+    paged = (select(EscalationStep.detail)
+             .where(EscalationStep.escalation_id == Escalation.id, EscalationStep.kind == "notified")
+             .order_by(EscalationStep.id.desc()).limit(1).scalar_subquery())
+    return list(db.session.execute(
+        select(Escalation.admission_id, Escalation.severity, Escalation.status, Escalation.reason,
+               Escalation.level, Escalation.raised_at, Escalation.acknowledged_at,
+               Staff.full_name.label("acknowledged_by"), sa.func.coalesce(paged, "").label("paged"))
+        .outerjoin(Staff, Staff.id == Escalation.acknowledged_by_id)
+        .where(Escalation.unit_id == unit_id, Escalation.status != "resolved")
+        .order_by(Escalation.raised_at)))
+
+
+def last_paged(escalation: Escalation) -> str:
+    """Whom the escalation was last paged to, in words ("" if no one yet)."""
+    notified = [step for step in escalation.steps if step.kind == "notified"]
+    return notified[-1].detail if notified else ""
 
 
 def get_escalation(actor: Staff, escalation_id: int) -> Escalation:

@@ -129,3 +129,9 @@ def list_shifts(actor: Staff, start: datetime, end: datetime) -> list[RotaShift]
     return list(db.session.scalars(
         select(RotaShift).where(RotaShift.unit_id == actor.unit_id, RotaShift.ends_at > start,
                                 RotaShift.starts_at < end).order_by(RotaShift.starts_at, RotaShift.duty)))
+
+
+def rota_staff(actor: Staff) -> list[Staff]:
+    """Who may be put on the rota: the unit's active staff, by name."""
+    return list(db.session.scalars(select(Staff).where(Staff.unit_id == actor.unit_id,
+                                                       Staff.active.is_(True)).order_by(Staff.full_name)))

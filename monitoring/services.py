@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from config.db import insert_row, insert_rows, unit_of_work, update_row
 from config.errors import Forbidden
@@ -14,6 +15,7 @@ from config.extensions import db
 from monitoring import escalations
 from monitoring.errors import (
     AlreadyStruck,
+    ObservationAlreadyCorrected,
     ObservationNotFound,
     ObservationTimeInvalid,
     ScaleInputInvalid,
@@ -218,8 +220,13 @@ def _is_latest(last_observed_at: datetime | None, observed_at: datetime) -> bool
 def record_observation(actor: Staff, admission_id: int, *, scale: str, items: dict[str, Any],
                        observed_at: datetime | None, note: str | None, now: datetime,
                        replaces: Observation | None = None) -> Recorded:
-    """Score and keep an observation, move its schedule on, and let escalation look at it."""
+    """Score and keep an observation, move its schedule on, and let escalation look at it.
+
+    With ``replaces``, it is the correction of that struck observation (one per struck entry).
+    """
     admission = active_admission(actor, admission_id)
+    if replaces is not None:
+        _correctable(replaces.id, admission_id, scale, lock=True)
     settings = monitoring_settings(admission.unit_id)
     observed_at = observed_at or now
     _check_time(admission, observed_at, now, settings)
@@ -384,6 +391,82 @@ def list_observations(actor: Staff, admission_id: int, *, scale: str | None, pag
                               .order_by(Observation.observed_at.desc(), Observation.id.desc())
                               .limit(per_page).offset((page - 1) * per_page))
     return list(rows), total
+
+
+def get_observation(actor: Staff, observation_id: int) -> Observation:
+    """One observation of the actor's unit."""
+    observation = db.session.get(Observation, observation_id)
+    if observation is None or observation.unit_id != actor.unit_id:
+        raise ObservationNotFound(f"There is no observation {observation_id} on your unit.")
+    return observation
+
+
+def correction_target(actor: Staff, admission_id: int, scale: str, observation_id: int) -> Observation:
+    """The struck observation a new entry of this resident and scale may correct: struck
+    through and not corrected yet (404 for any other, 409 once corrected)."""
+    get_admission(actor, admission_id)
+    return _correctable(observation_id, admission_id, scale, lock=False)
+
+
+def _correctable(observation_id: int, admission_id: int, scale: str, *, lock: bool) -> Observation:
+    # Locked when writing the correction, so that of two corrections saved at once the second
+    # waits and is refused here; the unique index on replaces_id refuses any that gets past.
+    query = select(Observation).where(Observation.id == observation_id)
+    struck = db.session.scalars(query.with_for_update() if lock else query).first()
+    if (struck is None or struck.admission_id != admission_id or struck.scale != scale
+            or struck.struck_at is None):
+        raise ObservationNotFound(
+            f"There is no struck {scale} observation {observation_id} of this resident to correct.")
+    corrected_by = db.session.scalar(select(Observation.id).where(Observation.replaces_id == struck.id))
+    if corrected_by is not None:
+        raise ObservationAlreadyCorrected(
+            f"Observation {struck.id} was corrected already (by observation {corrected_by}). If that "
+            "correction is wrong too, strike it through and correct it instead.")
+    return struck
+
+
+def recent_observations(admission_id: int, limit: int = 200) -> list[Observation]:
+    """The admission's latest observations (struck ones too), newest first, with who recorded them."""
+    return list(db.session.scalars(
+        select(Observation).where(Observation.admission_id == admission_id)
+        .options(joinedload(Observation.recorded_by))
+        .order_by(Observation.observed_at.desc(), Observation.id.desc()).limit(limit)))
+
+
+def active_schedules(admission_ids: list[int]) -> dict[int, list[ObservationSchedule]]:
+    """Each admission's active schedules with their last observation (one query)."""
+    found: dict[int, list[ObservationSchedule]] = {i: [] for i in admission_ids}
+    if not admission_ids:
+        return found
+    rows = db.session.scalars(
+        select(ObservationSchedule)
+        .where(ObservationSchedule.admission_id.in_(admission_ids),
+               ObservationSchedule.active.is_(True))
+        .options(joinedload(ObservationSchedule.last_observation))
+        .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
+    for schedule in rows:
+        found[schedule.admission_id].append(schedule)
+    return found
+
+
+# Built once: the board runs it on every refresh of every tablet.
+_UNIT_SCHEDULE_SUMMARIES = (
+    select(ObservationSchedule.admission_id, ObservationSchedule.scale, Observation.status,
+           Observation.total, Observation.band, Observation.observed_at,
+           ObservationSchedule.next_due_at, ObservationSchedule.interval_minutes)
+    .outerjoin(Observation, Observation.id == ObservationSchedule.last_observation_id)
+    .where(ObservationSchedule.unit_id == sa.bindparam("unit_id"), ObservationSchedule.active.is_(True))
+    .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
+
+
+def unit_schedule_summaries(unit_id: int) -> sa.Result:
+    """Every active schedule of the unit with its last observation's status, total, band and
+    time, its next due time and interval, by admission (one query, plain rows).
+
+    Selected by unit, not by a list of 300 admission ids (binding and planning those cost more
+    than the query on PostgreSQL).
+    """
+    return db.session.execute(_UNIT_SCHEDULE_SUMMARIES, {"unit_id": unit_id})
 
 
 def schedule_changes(admission_id: int, limit: int = 20) -> list[ScheduleChange]:
