@@ -3,7 +3,7 @@ that refuse anything else before it is stored (an unchecked band set made every 
 observation of that scale fail).
 
 Registered with ``unit.services.protocol_sections`` by config/app.py (unit never imports
-monitoring). Defaults are CLINICAL.md sections 1-3.
+monitoring). Defaults are docs/clinical-rules.md sections 1-3.
 """
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def check_escalation(values: dict[str, Any]) -> tuple[dict[str, Any], Errors]:
                     any(duty not in DUTY_LABELS for duty in value):
                 errors[key] = [f"A list of 1 to {MAX_LEVELS} duties, each one of: {', '.join(DUTY_LABELS)}."]
         elif key == "ciwa_emergency_total":
-            # CLINICAL.md s1: emergency at 20 or more by default; any total the scale can reach.
+            # docs/clinical-rules.md s1: emergency at 20 or more by default; any total the scale can reach.
             if problems := _int_error(value, 1, CIWA_AR.max_total):
                 errors[key] = problems
         else:

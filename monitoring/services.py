@@ -37,7 +37,7 @@ from unit.audit import record_event
 from unit.models import Admission, Staff
 from unit.services import active_admission, age_today, get_admission
 
-ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # CLINICAL.md s2; NEWS2 for all
+ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # docs/clinical-rules.md s2; NEWS2 for all
 MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in one sweep
 
 def scale_or_404(code: str) -> Scale:

@@ -2,7 +2,8 @@
 role signed in (and e-mail addresses), posting observations, reading escalation rows, and a
 real SMTP server (aiosmtpd) that collects what it is sent.
 
-Totals and bands are worked out by hand from CLINICAL.md, never read from the code under test.
+Totals and bands are worked out by hand from docs/clinical-rules.md, never read from the code
+under test.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ROLES = ("nurse", "doctor", "gp", "manager", "inspector")
 # --- item sets ------------------------------------------------------------------------------
 
 
-# CLINICAL.md s1: COWS items and their only allowed values.
+# docs/clinical-rules.md s1: COWS items and their only allowed values.
 COWS_VALUES = {"resting_pulse": (0, 1, 2, 4), "sweating": (0, 1, 2, 3, 4), "restlessness": (0, 1, 3, 5),
                "pupil_size": (0, 1, 2, 5), "bone_joint_aches": (0, 1, 2, 4),
                "runny_nose_tearing": (0, 1, 2, 4), "gi_upset": (0, 1, 2, 3, 5), "tremor": (0, 1, 2, 4),
@@ -61,7 +62,7 @@ def gmaws(total: int) -> dict[str, int]:
     return items
 
 
-# CLINICAL.md s1 NEWS2 worked checks, and two built by hand from the table.
+# docs/clinical-rules.md s1 NEWS2 worked checks, and two built by hand from the table.
 NEWS2_ZERO = {"respiration_rate": 18, "spo2": 97, "spo2_scale": 1, "supplemental_oxygen": False,
               "systolic_bp": 128, "pulse": 88, "consciousness": "A", "temperature": 37.2}  # 0
 NEWS2_LOW_4 = {**NEWS2_ZERO, "respiration_rate": 22, "spo2": 96, "systolic_bp": 150, "pulse": 112,

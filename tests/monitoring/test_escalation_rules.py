@@ -1,5 +1,6 @@
-"""Escalation rules (CLINICAL.md s3): which observation raises what, how fast it must be
-acknowledged, one live escalation per cause, missed observations, re-escalation on a fake clock.
+"""Escalation rules (docs/clinical-rules.md s3): which observation raises what, how fast it
+must be acknowledged, one live escalation per cause, missed observations, re-escalation on a
+fake clock.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from tests.monitoring.escalation_support import (
     steps_of,
 )
 
-# CLINICAL.md s3: acknowledgement targets in minutes.
+# docs/clinical-rules.md s3: acknowledgement targets in minutes.
 TARGET = {"emergency": 5, "urgent": 30, "soon": 120}
 
 

@@ -1,7 +1,7 @@
-"""monitoring.scales against CLINICAL.md sections 1 and 2.
+"""monitoring.scales against docs/clinical-rules.md sections 1 and 2.
 
-Every expected key, value, band and threshold below is copied from CLINICAL.md by hand, never
-read from the definitions under test, so a slip in a definition fails here.
+Every expected key, value, band and threshold below is copied from docs/clinical-rules.md by
+hand, never read from the definitions under test, so a slip in a definition fails here.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from monitoring.scales import (
 
 REQUIRED = "Missing data for required field."
 
-# ----------------------------------------------------------------------- CLINICAL.md s1, literally
+# ------------------------------------------------------- docs/clinical-rules.md s1, literally
 
 ZERO_TO_7 = [0, 1, 2, 3, 4, 5, 6, 7]
 ZERO_TO_4 = [0, 1, 2, 3, 4]
@@ -179,7 +179,7 @@ def test_choice_items_and_values_exposed(code: str) -> None:
 
 
 @pytest.mark.parametrize(("code", "key", "value", "words"), [
-    # CLINICAL.md s1 anchors
+    # docs/clinical-rules.md s1 anchors
     ("ciwa-ar", "nausea_vomiting", 0, "no nausea and no vomiting"),
     ("ciwa-ar", "nausea_vomiting", 7, "constant nausea"),
     ("ciwa-ar", "tremor", 1, "felt"),
@@ -354,7 +354,7 @@ def test_ciwa_emergency_threshold_is_a_constant_not_a_band() -> None:
     assert get_scale("ciwa-ar").score(with_total("ciwa-ar", 20)).band == "severe"
 
 
-# Unit protocol overrides; CLINICAL.md s1 CIWA-Ar:
+# Unit protocol overrides; docs/clinical-rules.md s1 CIWA-Ar:
 # "Others: severe from 15; minimal up to 10; US 10-18 / 19+".
 CIWA_US = [Band("minimal", "Minimal", 0, 9), Band("moderate", "Moderate", 10, 18),
            Band("severe", "Severe", 19, 67)]
@@ -541,7 +541,7 @@ def test_news2_risk(changes: dict[str, Any], total: int, risk: str) -> None:
     assert (result.total, result.risk, result.band) == (total, risk, risk)
 
 
-# CLINICAL.md s1 worked checks: RR, SpO2, scale, oxygen, SBP, pulse, ACVPU, temperature.
+# docs/clinical-rules.md s1 worked checks: RR, SpO2, scale, oxygen, SBP, pulse, ACVPU, temperature.
 NEWS2_WORKED_CHECKS = [
     (18, 97, 1, False, 128, 88, "A", 37.2, 0, "low"),
     (22, 96, 1, False, 150, 112, "A", 37.9, 4, "low"),

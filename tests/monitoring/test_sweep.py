@@ -15,7 +15,7 @@ from unit.models import AuditEvent
 
 
 def grace_for(interval_minutes: int) -> int:
-    """CLINICAL.md s2: missed after 15 minutes for intervals of 1 h or less, else 30."""
+    """docs/clinical-rules.md s2: missed after 15 minutes for intervals of 1 h or less, else 30."""
     return 15 if interval_minutes <= 60 else 30
 
 
