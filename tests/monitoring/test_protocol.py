@@ -18,7 +18,6 @@ from config.extensions import db
 from tests.monitoring.escalation_support import (
     NEWS2_HIGH_7,
     NEWS2_HIGH_14,
-    build_ward,
     ciwa,
     cows,
     observe,
@@ -40,11 +39,6 @@ NEWS2_OWN = [{"code": "low", "label": "Low", "low": 0, "high": 4},
 
 def bands(*spans, codes=("minimal", "moderate", "severe")) -> list[dict]:
     return [{"code": code, "low": low, "high": high} for code, (low, high) in zip(codes, spans)]
-
-
-@pytest.fixture
-def ward(app, make_unit, make_staff, login, admit):
-    return build_ward(app, make_unit, make_staff, login, admit, "medically_monitored", True)
 
 
 def adopt(client, section: str, values: dict, reason: str = "Local protocol", key: str | None = None):
