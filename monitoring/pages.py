@@ -127,19 +127,17 @@ def observe(admission_id: int, scale: str):
     if request.method == "POST":
         key = request.form.get("idempotency_key", "")
         try:
-            body = _observation_form(scale)
-        except ValidationError as invalid:
-            errors = {"_": [f"{name.replace('_', ' ').capitalize()}: {' '.join(messages)}"
-                            for name, messages in invalid.messages.items()]}
-        else:
             if not key:
                 errors = {"_": ["The form expired; reload it and enter the observation again."]}
             else:
-                try:
-                    return run_once(key, fingerprint_of(admission_id, scale, sorted(request.form.items(multi=True))),
-                                    lambda: _save_observation(staff, admission, body, replaces))
-                except DomainError as refusal:
-                    errors = (refusal.errors or {}).get("items") or {"_": [refusal.detail]}
+                body = _observation_form(scale)
+                return run_once(key, fingerprint_of(admission_id, scale, sorted(request.form.items(multi=True))),
+                                lambda: _save_observation(staff, admission, body, replaces))
+        except ValidationError as invalid:
+            errors = {"_": [f"{name.replace('_', ' ').capitalize()}: {' '.join(messages)}"
+                            for name, messages in invalid.messages.items()]}
+        except DomainError as refusal:
+            errors = (refusal.errors or {}).get("items") or {"_": [refusal.detail]}
     return render_template("monitoring/observe.html", a=admission, scale=definition,
                            form=request.form, errors=errors, reasons=NOT_DONE_REASONS,
                            replaces=replaces, idempotency_key=str(uuid.uuid4())), (422 if errors else 200)
