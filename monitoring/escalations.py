@@ -1,8 +1,9 @@
 """Escalation: who must know, how fast, and what happens when nobody answers.
 
-docs/clinical-rules.md section 3. Routing follows the unit's care model at the moment of escalation:
-medically managed -> the on-site doctor on duty; medically monitored -> the visiting GP on
-call (and, for an emergency, the nurse is told to call 999 now: no doctor is on site).
+docs/clinical-rules.md section 3. Routing follows the unit's care model at the moment of
+escalation: medically managed -> the on-site doctor on duty; medically monitored -> the
+visiting GP on call (and, for an emergency, the nurse is told to call 999 now: no doctor is on
+site). Who holds each duty is the rota (``monitoring.rota``).
 """
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def trigger_for(observation: Observation) -> Trigger | None:
                            f"NEWS2 {total}: a single parameter scored 3 ({', '.join(threes)})", key)
     if scale == "ciwa-ar":
         emergency = escalation_settings(observation.unit_id)["ciwa_emergency_total"]
-        if total >= emergency:  # docs/clinical-rules.md: emergency at 20 or more by default (consider transfer)
+        # docs/clinical-rules.md s1/s3: emergency at 20 or more by default (consider transfer).
+        if total >= emergency:
             return Trigger("ciwa_emergency", "emergency",
                            f"CIWA-Ar {total}: {emergency} or more, consider transfer", key)
         if band == "severe":
@@ -328,7 +330,8 @@ def escalate_repeated_refusal(observation: Observation, admission: Admission, ac
                             source_id=observation.id, actor=actor, now=now)
 
 
-MISSED_ROUTE = "nurse_in_charge"  # docs/clinical-rules.md s3: a missed observation goes to the nurse in charge
+# docs/clinical-rules.md s3: a missed observation goes to the nurse in charge.
+MISSED_ROUTE = "nurse_in_charge"
 
 
 _INSERT_STEPS = sa.insert(EscalationStep.__table__)

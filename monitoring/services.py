@@ -40,6 +40,7 @@ from unit.services import active_admission, age_today, get_admission
 ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # docs/clinical-rules.md s2; NEWS2 for all
 MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in one sweep
 
+
 def scale_or_404(code: str) -> Scale:
     """The scale with this code, or a 404 problem."""
     try:
