@@ -69,7 +69,7 @@ def seed_admissions(app, count: int, now, rng: random.Random) -> list[dict]:
 
     from config.extensions import db
     from monitoring.models import ObservationSchedule
-    from monitoring.scales import grace_minutes
+    from monitoring.schedules import grace_minutes
     from unit.models import Admission, Referral, Resident, Staff
 
     units = max(1, count // PER_UNIT)

@@ -308,9 +308,6 @@ def register_hooks(app: Flask) -> None:
     _add_once(unit.discharged_hooks, escalations.close_for_discharge)
     _add_once(board_extensions, monitoring_board)
     _add_once(board_extensions, escalation_board)
-    _add_once(monitoring.observation_hooks, escalations.on_observation)
-    _add_once(monitoring.refusal_hooks, escalations.on_repeated_refusal)
-    _add_once(monitoring.missed_hooks, escalations.on_missed)
     # The resident page and the doctor's queue show doses: medication fills monitoring's hooks.
     _add_once(board_extensions, medication_pages.MEDICATION_SECTIONS)
     _add_once(monitoring_pages.chart_marker_hooks, medication_pages.dose_markers)

@@ -29,8 +29,8 @@ from medication.settings import medication_settings
 from monitoring.escalations import Trigger, raise_escalation
 from monitoring.models import Observation
 from monitoring.scales import get_scale
-from monitoring.services import settings_for as monitoring_settings
-from monitoring.services import unit_bands
+from monitoring.schemas import EscalationSchema
+from monitoring.settings import monitoring_settings, unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
 from unit.services import get_admission
@@ -286,13 +286,11 @@ def diazepam_equivalent_24h(admission_id: int, now: datetime) -> float:
 
 def _medication_escalation(admission: Admission, order: MedicationOrder, reason: str, now: datetime,
                            actor: Staff | None, key: str | None = None):
-    from monitoring.escalations import escalation_view
-
     escalation = raise_escalation(admission, Trigger("medication_safety", "urgent",
                                                      f"{DRUGS[order.drug].name}: {reason}",
                                                      f"med:{key or order.drug}"),
                                   source_type="medication_order", source_id=order.id, actor=actor, now=now)
-    return escalation_view(escalation)
+    return EscalationSchema().dump(escalation)
 
 
 def _refuse(actor: Staff, order: MedicationOrder, admission: Admission, refusal: _Refuse, now: datetime):

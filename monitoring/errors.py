@@ -34,6 +34,41 @@ class AlreadyStruck(Conflict):
     title = "The observation was already struck through"
 
 
+class ObservationAlreadyCorrected(Conflict):
+    type = "observation-already-corrected"
+    title = "The struck observation was corrected already"
+
+
 class ScheduleExists(Conflict):
     type = "schedule-exists"
     title = "The admission already has a schedule for this scale"
+
+
+class EscalationNotFound(NotFound):
+    type = "escalation-not-found"
+    title = "No such escalation on your unit"
+
+
+class EscalationClosed(Conflict):
+    type = "escalation-resolved"  # the slug clients have always seen for a closed escalation
+    title = "The escalation is already resolved"
+
+
+class OverrideRefused(Conflict):
+    type = "override-refused"
+    title = "This escalation cannot be overridden"
+
+
+class RotaShiftInvalid(DomainError):
+    type = "rota-shift-invalid"
+    title = "The rota shift cannot be accepted"
+
+
+class RotaStaffNotFound(NotFound):
+    type = "rota-staff-not-found"
+    title = "No such member of staff on your unit"
+
+
+class RotaShiftNotFound(NotFound):
+    type = "rota-shift-not-found"
+    title = "No such rota shift on your unit"

@@ -1,8 +1,9 @@
 """Escalation: who must know, how fast, and what happens when nobody answers.
 
-CLINICAL.md section 3. Routing follows the unit's care model at the moment of escalation:
-medically managed -> the on-site doctor on duty; medically monitored -> the visiting GP on
-call (and, for an emergency, the nurse is told to call 999 now: no doctor is on site).
+docs/clinical-rules.md section 3. Routing follows the unit's care model at the moment of
+escalation: medically managed -> the on-site doctor on duty; medically monitored -> the
+visiting GP on call (and, for an emergency, the nurse is told to call 999 now: no doctor is on
+site). Who holds each duty is the rota (``monitoring.rota``).
 """
 from __future__ import annotations
 
@@ -13,59 +14,26 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from config.clock import local
 from config.db import insert_rows, unit_of_work
-from config.errors import Conflict, DomainError, Forbidden, NotFound
+from config.errors import Forbidden
 from config.extensions import db
 from monitoring.outbox import enqueue_many
-from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation, RotaShift
-from monitoring.scales import CIWA_EMERGENCY_TOTAL, Band, get_scale
-from monitoring.services import settings_for as monitoring_settings
-from monitoring.services import unit_bands
+from monitoring.errors import EscalationClosed, EscalationNotFound, OverrideRefused
+from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation
+from monitoring.rota import DUTY_LABELS, on_duty
+from monitoring.scales import Band, get_scale
+from monitoring.settings import escalation_settings, monitoring_settings, unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
-from unit.services import (
-    get_admission,
-    load_protocols,
-    model_at,
-    model_history,
-    models_at,
-    protocol_settings,
-)
+from unit.services import active_admission, load_protocols, model_at, models_at
 
-ESCALATION_DEFAULTS: dict[str, Any] = {
-    # CLINICAL.md s3: acknowledgement targets in minutes.
-    "targets": {"emergency": 5, "urgent": 30, "soon": 120},
-    # The paging policy: level 1 the routed duty, then these duties in turn.
-    "levels": ["second_on_call", "clinical_lead"],
-    # CLINICAL.md s1/s3: CIWA-Ar 20 or more is an emergency (consider transfer).
-    "ciwa_emergency_total": CIWA_EMERGENCY_TOTAL,
-}
 SEVERITY_RANK = {"soon": 1, "urgent": 2, "emergency": 3}
 ROUTE_ROLES = {"on_site_doctor": {"doctor"}, "visiting_gp": {"gp"}, "nurse_in_charge": {"nurse"}}
-DUTY_LABELS = {"nurse_in_charge": "nurse in charge", "on_site_doctor": "on-site doctor",
-               "visiting_gp": "visiting GP on call", "second_on_call": "second on call",
-               "clinical_lead": "clinical lead"}
 CLINICAL_SIGNS = {"seizure": "Seizure", "delirium_tremens": "Signs of delirium tremens",
                   "wernicke": "Signs of Wernicke's encephalopathy"}
-
-
-class EscalationNotFound(NotFound):
-    type = "escalation-not-found"
-    title = "No such escalation on your unit"
-
-
-class EscalationClosed(Conflict):
-    type = "escalation-resolved"
-    title = "The escalation is already resolved"
-
-
-class OverrideRefused(DomainError):
-    type = "override-refused"
-    title = "This escalation cannot be overridden"
-    kind = "conflict"
 
 
 @dataclass(frozen=True)
@@ -76,11 +44,6 @@ class Trigger:
     severity: str
     reason: str
     dedup_key: str
-
-
-def settings_for(unit_id: int) -> dict[str, Any]:
-    """The unit's escalation protocol."""
-    return protocol_settings(unit_id, "escalation", ESCALATION_DEFAULTS)
 
 
 def _span(band: Band, max_total: int) -> str:
@@ -119,8 +82,9 @@ def trigger_for(observation: Observation) -> Trigger | None:
             return Trigger("news2_single_3", "urgent",
                            f"NEWS2 {total}: a single parameter scored 3 ({', '.join(threes)})", key)
     if scale == "ciwa-ar":
-        emergency = settings_for(observation.unit_id)["ciwa_emergency_total"]
-        if total >= emergency:  # CLINICAL.md: emergency at 20 or more by default (consider transfer)
+        emergency = escalation_settings(observation.unit_id)["ciwa_emergency_total"]
+        # docs/clinical-rules.md s1/s3: emergency at 20 or more by default (consider transfer).
+        if total >= emergency:
             return Trigger("ciwa_emergency", "emergency",
                            f"CIWA-Ar {total}: {emergency} or more, consider transfer", key)
         if band == "severe":
@@ -163,7 +127,7 @@ def raise_escalation(admission: Admission, trigger: Trigger, *, source_type: str
         select(Escalation).where(Escalation.admission_id == admission.id,
                                  Escalation.dedup_key == trigger.dedup_key,
                                  Escalation.status != "resolved").with_for_update()).first()
-    targets = settings_for(admission.unit_id)["targets"]
+    targets = escalation_settings(admission.unit_id)["targets"]
     if live is not None:
         return _update(live, trigger, source_type, source_id, actor, now, targets)
     unit_model = model_at(admission.unit_id, now)
@@ -263,17 +227,8 @@ def duty_for_level(escalation: Escalation, level: int) -> str:
     """The rota duty paged at a level: the route first, then the unit's escalation policy."""
     if level == 1:
         return escalation.route
-    levels = settings_for(escalation.unit_id)["levels"]
+    levels = escalation_settings(escalation.unit_id)["levels"]
     return levels[min(level - 2, len(levels) - 1)]
-
-
-def on_duty(unit_ids: Iterable[int], duty: str, at: datetime) -> list[RotaShift]:
-    """Rota shifts covering ``at`` for a duty on these units (with their staff), in one query."""
-    return list(db.session.scalars(
-        select(RotaShift).options(joinedload(RotaShift.staff))
-        .where(RotaShift.unit_id.in_(unit_ids), RotaShift.duty == duty,
-               RotaShift.starts_at <= at, RotaShift.ends_at > at,
-               RotaShift.cancelled_at.is_(None)).order_by(RotaShift.id)))
 
 
 FALLBACK_ROLES = {"on_site_doctor": ("doctor",), "visiting_gp": ("gp",),
@@ -354,35 +309,35 @@ def _pages(escalation: Escalation, admission: Admission, duty: str, level: int,
     return messages, _step_row(escalation, now, "notified", detail, None)
 
 
-# --- hooks called by observations and the sweep ----------------------------------------------
+# --- called by observations and the sweep ---------------------------------------------------
 
-def on_observation(observation: Observation, admission: Admission, actor: Staff,
-                   now: datetime) -> dict | None:
-    """Raise or update the escalation an observation calls for; its API view, or None."""
+def escalate_observation(observation: Observation, admission: Admission, actor: Staff,
+                         now: datetime) -> Escalation | None:
+    """Raise or update the escalation an observation calls for, if it calls for one."""
     trigger = trigger_for(observation)
     if trigger is None:
         return None
-    escalation = raise_escalation(admission, trigger, source_type="observation",
-                                  source_id=observation.id, actor=actor, now=now)
-    return escalation_view(escalation)
+    return raise_escalation(admission, trigger, source_type="observation",
+                            source_id=observation.id, actor=actor, now=now)
 
 
-def on_repeated_refusal(observation: Observation, admission: Admission, actor: Staff,
-                        now: datetime) -> dict | None:
+def escalate_repeated_refusal(observation: Observation, admission: Admission, actor: Staff,
+                              now: datetime) -> Escalation:
     """A second refusal in a row: the doctor should know soon."""
     trigger = Trigger("repeated_refusal", "soon",
                       f"{observation.scale.upper()} refused twice in a row", f"refusal:{observation.scale}")
-    return escalation_view(raise_escalation(admission, trigger, source_type="observation",
-                                            source_id=observation.id, actor=actor, now=now))
+    return raise_escalation(admission, trigger, source_type="observation",
+                            source_id=observation.id, actor=actor, now=now)
 
 
-MISSED_ROUTE = "nurse_in_charge"  # CLINICAL.md s3: a missed observation goes to the nurse in charge
+# docs/clinical-rules.md s3: a missed observation goes to the nurse in charge.
+MISSED_ROUTE = "nurse_in_charge"
 
 
 _INSERT_STEPS = sa.insert(EscalationStep.__table__)
 
 
-def on_missed(rows: list[MissedObservation], now: datetime) -> None:
+def escalate_missed(rows: list[MissedObservation], now: datetime) -> None:
     """Missed observations go to the nurse in charge (soon): one sweep's slots, in bulk.
 
     Each slot raises (or updates) exactly what ``raise_escalation`` would, in the same order;
@@ -413,7 +368,7 @@ def on_missed(rows: list[MissedObservation], now: datetime) -> None:
                 admissions[row.admission_id], trigger, source_type="missed_observation",
                 source_id=row.id, actor=None, now=now, route=MISSED_ROUTE,
                 unit_model=models[row.unit_id],
-                target=settings_for(row.unit_id)["targets"][trigger.severity])
+                target=escalation_settings(row.unit_id)["targets"][trigger.severity])
     opened = dict(zip(opening, insert_rows(Escalation, list(opening.values()))))
     for escalation in opened.values():
         live[(escalation.admission_id, escalation.dedup_key)] = escalation
@@ -429,7 +384,7 @@ def on_missed(rows: list[MissedObservation], now: datetime) -> None:
         if escalation is None:
             worse, step, event = _revise(live[(row.admission_id, trigger.dedup_key)], trigger,
                                          "missed_observation", row.id, None, now,
-                                         settings_for(row.unit_id)["targets"])
+                                         escalation_settings(row.unit_id)["targets"])
             # "soon" is the lowest severity: a missed slot never worsens an escalation, so it
             # never pages anyone again.
             assert not worse
@@ -484,9 +439,7 @@ def _live_escalations(causes: Iterable[tuple[int, str]]) -> dict[tuple[int, str]
 def raise_clinical_sign(actor: Staff, admission_id: int, *, sign: str, note: str | None,
                         now: datetime) -> Escalation:
     """A nurse reports a seizure, delirium tremens or Wernicke signs: an emergency everywhere."""
-    admission = get_admission(actor, admission_id)
-    if admission.status != "active":
-        raise Conflict("The resident is discharged.")
+    admission = active_admission(actor, admission_id)
     reason = CLINICAL_SIGNS[sign] + (f": {note}" if note else "")
     return raise_escalation(admission, Trigger(sign, "emergency", reason, f"sign:{sign}"),
                             source_type="clinical_sign", source_id=None, actor=actor, now=now)
@@ -608,7 +561,7 @@ def re_escalate_due(now: datetime) -> list[Escalation]:
         query = query.with_for_update(skip_locked=True)
     moved = []
     for escalation in db.session.scalars(query).all():
-        levels = 1 + len(settings_for(escalation.unit_id)["levels"])
+        levels = 1 + len(escalation_settings(escalation.unit_id)["levels"])
         if escalation.level < levels:
             escalation.level += 1
             detail = (f"Not acknowledged within {escalation.target_minutes} min: to the "
@@ -633,8 +586,65 @@ def list_escalations(actor: Staff, *, status: str | None) -> list[Escalation]:
     query = select(Escalation).where(Escalation.unit_id == actor.unit_id)
     if status:
         query = query.where(Escalation.status == status)
-    severity_order = sa.case({"emergency": 0, "urgent": 1, "soon": 2}, value=Escalation.severity)
-    return list(db.session.scalars(query.order_by(severity_order, Escalation.raised_at)))
+    return list(db.session.scalars(query.order_by(_SEVERITY_ORDER, Escalation.raised_at)))
+
+
+_SEVERITY_ORDER = sa.case({"emergency": 0, "urgent": 1, "soon": 2}, value=Escalation.severity)
+
+
+def live_escalations(actor: Staff) -> list[Escalation]:
+    """The unit's open and acknowledged escalations, most severe and oldest first, with each
+    resident (the doctor's queue)."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == actor.unit_id, Escalation.status != "resolved")
+        .options(joinedload(Escalation.admission).joinedload(Admission.resident),
+                 joinedload(Escalation.acknowledged_by), selectinload(Escalation.steps))
+        .order_by(_SEVERITY_ORDER, Escalation.raised_at)).unique())
+
+
+def recently_resolved(actor: Staff, limit: int = 10) -> list[Escalation]:
+    """The unit's latest resolved escalations, newest first."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == actor.unit_id, Escalation.status == "resolved")
+        .order_by(Escalation.resolved_at.desc()).limit(limit)))
+
+
+def open_emergencies(unit_id: int) -> list[Escalation]:
+    """The unit's unacknowledged emergencies, with each resident (the board's red panel)."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.unit_id == unit_id, Escalation.status == "open",
+                                 Escalation.severity == "emergency")
+        .options(joinedload(Escalation.admission).joinedload(Admission.resident))))
+
+
+def escalation_history(admission_id: int, limit: int = 20) -> list[Escalation]:
+    """The admission's latest escalations with their steps, newest first."""
+    return list(db.session.scalars(
+        select(Escalation).where(Escalation.admission_id == admission_id)
+        .options(selectinload(Escalation.steps))
+        .order_by(Escalation.raised_at.desc()).limit(limit)))
+
+
+def live_escalation_summaries(unit_id: int) -> list[sa.Row]:
+    """Each live escalation of the unit, oldest first: admission, severity, status, reason,
+    level, when raised and acknowledged, who acknowledged it and whom it was last paged to
+    (one query; by unit, not by a list of admission ids)."""
+    paged = (select(EscalationStep.detail)
+             .where(EscalationStep.escalation_id == Escalation.id, EscalationStep.kind == "notified")
+             .order_by(EscalationStep.id.desc()).limit(1).scalar_subquery())
+    return list(db.session.execute(
+        select(Escalation.admission_id, Escalation.severity, Escalation.status, Escalation.reason,
+               Escalation.level, Escalation.raised_at, Escalation.acknowledged_at,
+               Staff.full_name.label("acknowledged_by"), sa.func.coalesce(paged, "").label("paged"))
+        .outerjoin(Staff, Staff.id == Escalation.acknowledged_by_id)
+        .where(Escalation.unit_id == unit_id, Escalation.status != "resolved")
+        .order_by(Escalation.raised_at)))
+
+
+def last_paged(escalation: Escalation) -> str:
+    """Whom the escalation was last paged to, in words ("" if no one yet)."""
+    notified = [step for step in escalation.steps if step.kind == "notified"]
+    return notified[-1].detail if notified else ""
 
 
 def get_escalation(actor: Staff, escalation_id: int) -> Escalation:
@@ -645,116 +655,3 @@ def get_escalation(actor: Staff, escalation_id: int) -> Escalation:
     return escalation
 
 
-def escalation_view(escalation: Escalation) -> dict:
-    """The escalation as the API shows it (also inside an observation's reply)."""
-    return {
-        "id": escalation.id, "admission_id": escalation.admission_id,
-        "severity": escalation.severity, "reason": escalation.reason, "trigger": escalation.trigger,
-        "status": escalation.status, "route": escalation.route, "level": escalation.level,
-        "unit_model": escalation.unit_model, "call_999": escalation.call_999,
-        "advice": advice(escalation),
-        "raised_at": escalation.raised_at.isoformat(),
-        "acknowledged_at": escalation.acknowledged_at.isoformat() if escalation.acknowledged_at else None,
-        "resolved_at": escalation.resolved_at.isoformat() if escalation.resolved_at else None,
-        "target_minutes": escalation.target_minutes,
-        "escalate_at": escalation.escalate_at.isoformat() if escalation.escalate_at else None,
-        "outcome": escalation.outcome, "note": escalation.note, "overridden": escalation.overridden,
-        # What raised it: an observation, a missed observation, a dose refusal, a phone order.
-        "source_type": escalation.source_type, "source_id": escalation.source_id,
-    }
-
-
-def _required_duties(unit_id: int, start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
-    # The doctor duty follows the care model in force at each moment (a declared change moves
-    # it from its effective time); nothing is required before the unit existed.
-    changes = model_history(unit_id)
-    required = []
-    for i, change in enumerate(changes):
-        period_start = max(start, change.effective_at)
-        period_end = min(end, changes[i + 1].effective_at) if i + 1 < len(changes) else end
-        if period_start < period_end:
-            required += [("nurse_in_charge", period_start, period_end),
-                         (_DOCTOR_DUTY[change.model], period_start, period_end)]
-    return required
-
-
-_DOCTOR_DUTY = {"medically_managed": "on_site_doctor", "medically_monitored": "visiting_gp"}
-
-
-def rota_gaps(unit_id: int, start: datetime, end: datetime) -> list[dict]:
-    """Periods in [start, end) when a required duty has nobody on the rota (one query for the
-    shifts of every duty)."""
-    required = _required_duties(unit_id, start, end)
-    if not required:
-        return []
-    shifts = db.session.execute(
-        select(RotaShift.duty, RotaShift.starts_at, RotaShift.ends_at)
-        .where(RotaShift.unit_id == unit_id, RotaShift.cancelled_at.is_(None),
-               RotaShift.ends_at > start, RotaShift.starts_at < end)
-        .order_by(RotaShift.starts_at)).all()
-    found: dict[str, list[dict]] = {}
-    for duty, period_start, period_end in required:
-        covering = [(starts_at, ends_at) for shift_duty, starts_at, ends_at in shifts
-                    if shift_duty == duty and ends_at > period_start and starts_at < period_end]
-        gaps = found.setdefault(duty, [])
-        cursor = period_start
-        for shift in [*covering, None]:
-            gap_end = period_end if shift is None else min(shift[0], period_end)
-            if gap_end > cursor:
-                if gaps and gaps[-1]["to"] == cursor:
-                    gaps[-1]["to"] = gap_end  # one gap across two periods of the same duty
-                else:
-                    gaps.append({"duty": duty, "from": cursor, "to": gap_end})
-            if shift is not None:
-                cursor = max(cursor, shift[1])
-    return [gap for gaps in found.values() for gap in gaps]
-
-
-@unit_of_work
-def add_shift(actor: Staff, *, duty: str, staff_id: int | None, contact: str | None,
-              starts_at: datetime, ends_at: datetime, now: datetime) -> RotaShift:
-    """A manager puts someone (or an external service) on the rota for a period."""
-    if actor.role != "manager":
-        raise Forbidden("Only a manager may edit the rota.")
-    if ends_at <= starts_at:
-        raise DomainError("The shift must end after it starts.", errors={"ends_at": ["Must be after starts_at."]})
-    if staff_id is None and not contact:
-        raise DomainError("Name a member of staff or a contact (e.g. the out-of-hours service).",
-                          errors={"staff_id": ["Give staff_id or contact."]})
-    if staff_id is not None:
-        staff = db.session.get(Staff, staff_id)
-        if staff is None or staff.unit_id != actor.unit_id:
-            raise NotFound(f"There is no member of staff {staff_id} on your unit.",
-                           errors={"staff_id": ["Not on your unit."]})
-    shift = RotaShift(unit_id=actor.unit_id, duty=duty, staff_id=staff_id, contact=contact,
-                      starts_at=starts_at, ends_at=ends_at, created_by_id=actor.id, created_at=now)
-    db.session.add(shift)
-    db.session.flush()
-    record_event(unit_id=actor.unit_id, actor=actor, action="rota.add", entity_type="rota_shift",
-                 entity_id=shift.id, now=now,
-                 after={"duty": duty, "staff_id": staff_id, "contact": contact,
-                        "starts_at": starts_at, "ends_at": ends_at})
-    return shift
-
-
-@unit_of_work
-def cancel_shift(actor: Staff, shift_id: int, *, now: datetime) -> RotaShift:
-    """A manager takes a shift off the rota (kept, marked cancelled)."""
-    if actor.role != "manager":
-        raise Forbidden("Only a manager may edit the rota.")
-    shift = db.session.get(RotaShift, shift_id)
-    if shift is None or shift.unit_id != actor.unit_id:
-        raise NotFound(f"There is no rota shift {shift_id} on your unit.")
-    if shift.cancelled_at is None:
-        shift.cancelled_at = now
-        record_event(unit_id=actor.unit_id, actor=actor, action="rota.cancel",
-                     entity_type="rota_shift", entity_id=shift.id, now=now,
-                     before={"cancelled": False}, after={"cancelled": True})
-    return shift
-
-
-def list_shifts(actor: Staff, start: datetime, end: datetime) -> list[RotaShift]:
-    """The unit's rota shifts overlapping [start, end)."""
-    return list(db.session.scalars(
-        select(RotaShift).where(RotaShift.unit_id == actor.unit_id, RotaShift.ends_at > start,
-                                RotaShift.starts_at < end).order_by(RotaShift.starts_at, RotaShift.duty)))

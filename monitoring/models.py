@@ -24,6 +24,11 @@ class Observation(db.Model):
         # index, never the (wide) rows: a year is a quarter of a million observations.
         sa.Index("ix_observations_unit_due_covering", "unit_id", "due_at", "admission_id", "scale",
                  "observed_at", "status", "struck_at", "replaces_id"),
+        # A struck observation is corrected once: the service refuses a second correction, and
+        # this index refuses one that races past it.
+        sa.Index("uq_observations_one_correction", "replaces_id", unique=True,
+                 sqlite_where=sa.text("replaces_id IS NOT NULL"),
+                 postgresql_where=sa.text("replaces_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -8,23 +8,30 @@ from typing import NamedTuple
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
-import sqlalchemy as sa
-from sqlalchemy import Row, select
-from marshmallow import ValidationError
-from sqlalchemy.orm import joinedload, selectinload
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import Row
 
 from config.clock import local, now, unit_zone
-from config.partials import partials
 from config.errors import DomainError
 from config.extensions import db
-from monitoring import outbox
 from config.idempotency import fingerprint_of, run_once
+from config.partials import partials
+from monitoring import outbox
 from monitoring import escalations, services
+from monitoring import rota as duty_rota  # the views "rota", "add_shift"... are named after the routes
 from monitoring.charts import Marker, score_chart
-from monitoring.models import (NOT_DONE_REASONS, Escalation, EscalationStep, Observation,
-                               ObservationSchedule)
+from monitoring.models import NOT_DONE_REASONS, Observation
 from monitoring.scales import SCALES
-from monitoring.schemas import RotaShiftIn
+from monitoring.schedules import due_state
+from monitoring.schemas import (
+    ClinicalSignIn,
+    ObservationIn,
+    OverrideIn,
+    ResolveIn,
+    RotaShiftIn,
+    StrikeIn,
+)
+from monitoring.settings import monitoring_settings, unit_bands
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 from unit.models import Admission, Staff
 from unit.pages import BoardExtension, safe_next
@@ -56,42 +63,18 @@ class _BoardLine(NamedTuple):
 
 def _board_lines(unit_id: int, admission_ids: list[int],
                  at: datetime) -> dict[int, list[tuple[_BoardLine, str]]]:
-    """Each resident's active schedules with their last observation, and each one's due state
-    (one query).
+    """Each resident's active schedules with their last observation, and each one's due state.
 
-    Selected by unit, not by a list of 300 ids (binding and planning those cost more than
-    the query on PostgreSQL); the unit's other admissions have no active schedule, and would
-    be left out if they had. Rows are unpacked, not read by name (a SQLAlchemy row's
-    attribute costs a Python call).
+    Rows are unpacked, not read by name (a SQLAlchemy row's attribute costs a Python call);
+    the unit's other admissions have no active schedule, and would be left out if they had.
     """
     found: dict[int, list[tuple[_BoardLine, str]]] = {i: [] for i in admission_ids}
-    rows = db.session.execute(
-        select(ObservationSchedule.admission_id, ObservationSchedule.scale,
-               Observation.status, Observation.total, Observation.band, Observation.observed_at,
-               ObservationSchedule.next_due_at, ObservationSchedule.interval_minutes)
-        .outerjoin(Observation, Observation.id == ObservationSchedule.last_observation_id)
-        .where(ObservationSchedule.unit_id == unit_id, ObservationSchedule.active.is_(True))
-        .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
-    for admission_id, scale, status, total, band, observed_at, next_due_at, interval in rows:
+    for (admission_id, scale, status, total, band, observed_at, next_due_at,
+         interval) in services.unit_schedule_summaries(unit_id):
         if admission_id in found:
             line = _BoardLine(SHORT_NAMES[scale], status == "recorded", total, band,
                               (band or "").replace("_", " "), observed_at, next_due_at, interval)
-            found[admission_id].append((line, services.due_state(line, at)))
-    return found
-
-
-def _schedules_for(admission_ids: list[int]) -> dict[int, list[ObservationSchedule]]:
-    found: dict[int, list[ObservationSchedule]] = {i: [] for i in admission_ids}
-    if not admission_ids:
-        return found
-    rows = db.session.scalars(
-        select(ObservationSchedule)
-        .where(ObservationSchedule.admission_id.in_(admission_ids),
-               ObservationSchedule.active.is_(True))
-        .options(joinedload(ObservationSchedule.last_observation))
-        .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
-    for schedule in rows:
-        found[schedule.admission_id].append(schedule)
+            found[admission_id].append((line, due_state(line, at)))
     return found
 
 
@@ -104,30 +87,25 @@ def board_cells(unit_id: int, rows: list, at: datetime) -> dict[int, Markup]:
 
 def resident_sections(admission: Admission, at: datetime) -> list[Markup]:
     """Record buttons, schedules, the score charts and the observation history."""
-    schedules = _schedules_for([admission.id])[admission.id]
-    observations = list(db.session.scalars(
-        select(Observation).where(Observation.admission_id == admission.id)
-        .options(joinedload(Observation.recorded_by))
-        .order_by(Observation.observed_at.desc(), Observation.id.desc()).limit(200)))
+    schedules = services.active_schedules([admission.id])[admission.id]
+    observations = services.recent_observations(admission.id)
     start = admission.admitted_at
     end = max(at, start + timedelta(hours=6)) if admission.status == "active" else (admission.discharged_at or at)
     markers = [m for hook in chart_marker_hooks for m in hook(admission.id, start, end)]
-    settings = services.settings_for(admission.unit_id)
+    settings = monitoring_settings(admission.unit_id)
     charts = []
     for code in sorted({o.scale for o in observations} | {s.scale for s in schedules}, key=list(SCALES).index):
         scale = SCALES[code]
         points = [(o.observed_at, o.total, o.band) for o in reversed(observations)
                   if o.scale == code and o.status == "recorded" and o.struck_at is None]
-        charts.append((scale, score_chart(points, services.unit_bands(settings, code) or scale.bands,
+        charts.append((scale, score_chart(points, unit_bands(settings, code) or scale.bands,
                                           scale.max_total, start=start, end=end, markers=markers,
                                           title=f"{scale.name} over time")))
-    history = list(db.session.scalars(select(Escalation).where(Escalation.admission_id == admission.id)
-                                      .options(selectinload(Escalation.steps))
-                                      .order_by(Escalation.raised_at.desc()).limit(20)))
+    history = escalations.escalation_history(admission.id)
     return [Markup(render_template(
-        "monitoring/_resident_escalations.html", a=admission, history=history, paged=_paged,
+        "monitoring/_resident_escalations.html", a=admission, history=history, paged=escalations.last_paged,
         advice=escalations.advice, signs=escalations.CLINICAL_SIGNS)), Markup(render_template(
-        "monitoring/_resident.html", a=admission, schedules=[(s, services.due_state(s, at)) for s in schedules],
+        "monitoring/_resident.html", a=admission, schedules=[(s, due_state(s, at)) for s in schedules],
         observations=observations, charts=charts, scales=SCALES, names=SHORT_NAMES,
         state_text=STATE_TEXT, changes=services.schedule_changes(admission.id),
         reasons=NOT_DONE_REASONS, now=at))]
@@ -147,113 +125,114 @@ def observe(admission_id: int, scale: str):
     staff = current_staff()
     admission = get_admission(staff, admission_id)
     errors: dict = {}
-    replaces = _struck_to_replace(admission, scale, request.values.get("replaces"))
+    replaces = _struck_to_replace(staff, admission, scale, request.values.get("replaces"))
     if request.method == "POST":
         key = request.form.get("idempotency_key", "")
-        inputs = {k: v for k, v in request.form.items()
-                  if k not in ("csrf_token", "idempotency_key", "note", "not_done_reason", "replaces")}
-        note = request.form.get("note") or None
-        reason = request.form.get("not_done_reason") or None
-        if not key:
-            errors = {"_": ["The form expired; reload it and enter the observation again."]}
-        else:
-            def save():
-                at = now()
-                if reason:
-                    recorded = services.record_not_done(staff, admission_id, scale=scale, reason=reason,
-                                                        observed_at=None, note=note, now=at)
-                    again = f"{local(recorded.schedule.next_due_at):%H:%M}" if recorded.schedule else "-"
-                    flash(f"{admission.resident.name}: {definition.name} not done ({reason.replace('_', ' ')}); "
-                          f"asked again at {again}.")
-                else:
-                    # A correction keeps the struck entry's time and is linked to it.
-                    recorded = services.record_observation(
-                        staff, admission_id, scale=scale, items=definition.parse_form(inputs),
-                        observed_at=replaces.observed_at if replaces else None, note=note, now=at,
-                        replaces=replaces)
-                    o = recorded.observation
-                    due = f"{local(recorded.schedule.next_due_at):%H:%M}" if recorded.schedule else "not scheduled"
-                    flash(f"{admission.resident.name}: {definition.name} {o.total} "
-                          f"({o.band.replace('_', ' ')}) recorded{' as the correction' if replaces else ''}; "
-                          f"next due {due}.")
-                return redirect(url_for("unit_pages.board"), code=303)
-
-            try:
-                return run_once(key, fingerprint_of(admission_id, scale, sorted(request.form.items(multi=True))), save)
-            except DomainError as refusal:
-                errors = (refusal.errors or {}).get("items") or {"_": [refusal.detail]}
+        try:
+            if not key:
+                errors = {"_": ["The form expired; reload it and enter the observation again."]}
+            else:
+                body = _observation_form(scale)
+                return run_once(key, fingerprint_of(admission_id, scale, sorted(request.form.items(multi=True))),
+                                lambda: _save_observation(staff, admission, body, replaces))
+        except ValidationError as invalid:
+            errors = {"_": [f"{name.replace('_', ' ').capitalize()}: {' '.join(messages)}"
+                            for name, messages in invalid.messages.items()]}
+        except DomainError as refusal:
+            errors = (refusal.errors or {}).get("items") or {"_": [refusal.detail]}
     return render_template("monitoring/observe.html", a=admission, scale=definition,
                            form=request.form, errors=errors, reasons=NOT_DONE_REASONS,
                            replaces=replaces, idempotency_key=str(uuid.uuid4())), (422 if errors else 200)
 
 
-def _struck_to_replace(admission: Admission, scale: str, value: str | None) -> Observation | None:
+_NOT_ITEMS = ("csrf_token", "idempotency_key", "note", "not_done_reason", "replaces")
+
+
+def _observation_form(scale: str) -> dict:
+    """The posted form loaded as the API's ObservationIn: the items (typed by the scale's form
+    parser), or why the observation could not be done."""
+    reason = request.form.get("not_done_reason") or None
+    items = {k: v for k, v in request.form.items() if k not in _NOT_ITEMS}
+    return ObservationIn().load({"scale": scale, "not_done_reason": reason,
+                                 "items": None if reason else SCALES[scale].parse_form(items),
+                                 "note": request.form.get("note") or None})
+
+
+def _save_observation(staff: Staff, admission: Admission, body: dict, replaces: Observation | None):
+    at, definition = now(), SCALES[body["scale"]]
+    if body["not_done_reason"]:
+        recorded = services.record_not_done(staff, admission.id, scale=body["scale"],
+                                            reason=body["not_done_reason"], observed_at=None,
+                                            note=body["note"], now=at)
+        again = f"{local(recorded.schedule.next_due_at):%H:%M}" if recorded.schedule else "-"
+        flash(f"{admission.resident.name}: {definition.name} not done "
+              f"({body['not_done_reason'].replace('_', ' ')}); asked again at {again}.")
+    else:
+        # A correction keeps the struck entry's time and is linked to it.
+        recorded = services.record_observation(
+            staff, admission.id, scale=body["scale"], items=body["items"],
+            observed_at=replaces.observed_at if replaces else None, note=body["note"], now=at,
+            replaces=replaces)
+        o = recorded.observation
+        due = f"{local(recorded.schedule.next_due_at):%H:%M}" if recorded.schedule else "not scheduled"
+        flash(f"{admission.resident.name}: {definition.name} {o.total} "
+              f"({o.band.replace('_', ' ')}) recorded{' as the correction' if replaces else ''}; "
+              f"next due {due}.")
+    return redirect(url_for("unit_pages.board"), code=303)
+
+
+class _CorrectionQuery(Schema):
+    replaces = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
+
+
+def _struck_to_replace(staff: Staff, admission: Admission, scale: str,
+                       value: str | None) -> Observation | None:
     """The struck observation a form corrects (``replaces``): of this resident and scale,
     struck through, and not corrected already; anything else is a 404."""
     if not value:
         return None
-    number = whole_number(value)
-    struck = db.session.get(Observation, number) if number is not None and number < 2**31 else None
-    if (struck is None or struck.admission_id != admission.id or struck.scale != scale
-            or struck.struck_at is None or db.session.scalar(
-                select(Observation.id).where(Observation.replaces_id == struck.id))):
+    try:
+        number = _CorrectionQuery().load({"replaces": value})["replaces"]
+        return services.correction_target(staff, admission.id, scale, number)
+    except (ValidationError, DomainError):
         abort(404)
-    return struck
 
 
 @bp.route("/observations/<int:observation_id>/strike", methods=["POST"])
 @roles_required(CLINICAL_STAFF)
 def strike(observation_id: int):
     """Strike an entered-in-error observation through (it stays visible, struck)."""
-    reason = (request.form.get("reason") or "").strip()
-    observation = db.session.get(Observation, observation_id)
-    if observation is None or observation.unit_id != current_staff().unit_id:
-        abort(404)
-    if len(reason) < 3:
+    staff = current_staff()
+    observation = services.get_observation(staff, observation_id)
+    resident_page = url_for("unit_pages.resident", admission_id=observation.admission_id)
+    try:
+        body = StrikeIn().load({"reason": (request.form.get("reason") or "").strip()})
+    except ValidationError:
         flash("Not struck through: give the reason it was entered in error.")
-    else:
-        try:
-            services.strike_observation(current_staff(), observation_id, reason=reason,
-                                        replacement=None, now=now())
-        except DomainError as refusal:
-            flash(f"Not struck through: {refusal.detail}")
-        else:
-            admission = db.session.get(Admission, observation.admission_id)
-            if admission.status == "active" and observation.status == "recorded":
-                # Straight to the form for the correct score, linked to the struck one.
-                flash(f"{SCALES[observation.scale].name} of {local(observation.observed_at):%d %b %H:%M} struck "
-                      "through. Enter the correct score below (or go back if there is none).")
-                return redirect(url_for("monitoring_pages.observe", admission_id=admission.id,
-                                        scale=observation.scale, replaces=observation.id))
-            flash("Observation struck through.")
-    return redirect(url_for("unit_pages.resident", admission_id=observation.admission_id))
+        return redirect(resident_page)
+    try:
+        services.strike_observation(staff, observation_id, now=now(), **body)
+    except DomainError as refusal:
+        flash(f"Not struck through: {refusal.detail}")
+        return redirect(resident_page)
+    if get_admission(staff, observation.admission_id).status == "active" and observation.status == "recorded":
+        # Straight to the form for the correct score, linked to the struck one.
+        flash(f"{SCALES[observation.scale].name} of {local(observation.observed_at):%d %b %H:%M} struck "
+              "through. Enter the correct score below (or go back if there is none).")
+        return redirect(url_for("monitoring_pages.observe", admission_id=observation.admission_id,
+                                scale=observation.scale, replaces=observation.id))
+    flash("Observation struck through.")
+    return redirect(resident_page)
 
 
 # --- escalations: board column and alerts, the doctor's queue, the rota -------------------------
 
 def _live_escalations(unit_id: int, admission_ids: list[int]) -> dict[int, list[Row]]:
-    """Each resident's live escalations, oldest first, with whom they were last paged to and
-    who acknowledged them (one query; by unit, like ``_board_lines``)."""
     found: dict[int, list[Row]] = {i: [] for i in admission_ids}
-    paged = (select(EscalationStep.detail)
-             .where(EscalationStep.escalation_id == Escalation.id, EscalationStep.kind == "notified")
-             .order_by(EscalationStep.id.desc()).limit(1).scalar_subquery())
-    rows = db.session.execute(
-        select(Escalation.admission_id, Escalation.severity, Escalation.status, Escalation.reason,
-               Escalation.level, Escalation.raised_at, Escalation.acknowledged_at,
-               Staff.full_name.label("acknowledged_by"), sa.func.coalesce(paged, "").label("paged"))
-        .outerjoin(Staff, Staff.id == Escalation.acknowledged_by_id)
-        .where(Escalation.unit_id == unit_id, Escalation.status != "resolved")
-        .order_by(Escalation.raised_at))
-    for row in rows:
+    for row in escalations.live_escalation_summaries(unit_id):
         if row.admission_id in found:
             found[row.admission_id].append(row)
     return found
-
-
-def _paged(escalation: Escalation) -> str:
-    notified = [s for s in escalation.steps if s.kind == "notified"]
-    return notified[-1].detail if notified else ""
 
 
 def escalation_cells(unit_id: int, rows: list, at: datetime) -> dict[int, Markup]:
@@ -266,14 +245,11 @@ def escalation_cells(unit_id: int, rows: list, at: datetime) -> dict[int, Markup
 
 def board_alerts(unit_id: int, at: datetime) -> list[Markup]:
     """Call-999 emergencies, gaps in the rota and notifications that keep failing."""
-    emergencies = list(db.session.scalars(
-        select(Escalation).where(Escalation.unit_id == unit_id, Escalation.status == "open",
-                                 Escalation.severity == "emergency")
-        .options(joinedload(Escalation.admission).joinedload(Admission.resident))))
-    gaps = escalations.rota_gaps(unit_id, at, at + timedelta(hours=24))
+    emergencies = escalations.open_emergencies(unit_id)
+    gaps = duty_rota.rota_gaps(unit_id, at, at + timedelta(hours=24))
     return [Markup(render_template("monitoring/_board_alerts.html", emergencies=emergencies,
                                    gaps=gaps, failing=outbox.failing(unit_id),
-                                   labels=escalations.DUTY_LABELS, advice=escalations.advice))]
+                                   labels=duty_rota.DUTY_LABELS, advice=escalations.advice))]
 
 
 ESCALATION_BOARD = BoardExtension(headers=("Escalation",), cells=escalation_cells, alerts=board_alerts)
@@ -284,21 +260,18 @@ ESCALATION_BOARD = BoardExtension(headers=("Escalation",), cells=escalation_cell
 def queue():
     """The doctor's queue: live escalations by severity and age, with the resident at a glance."""
     staff, at = current_staff(), now()
-    live = [e for e in escalations.list_escalations(staff, status=None) if e.status != "resolved"]
-    ids = sorted({e.admission_id for e in live})
-    schedules = _schedules_for(ids)
-    admissions = {a.id: a for a in db.session.scalars(select(Admission).where(Admission.id.in_(ids)))} if ids else {}
+    live = escalations.live_escalations(staff)
+    admissions = {e.admission_id: e.admission for e in live}
+    ids = sorted(admissions)
     extras = {}
     for hook in queue_extra_hooks:
         for admission_id, html in hook(ids, at).items():
             extras.setdefault(admission_id, []).append(html)
-    recent = list(db.session.scalars(
-        select(Escalation).where(Escalation.unit_id == staff.unit_id, Escalation.status == "resolved")
-        .order_by(Escalation.resolved_at.desc()).limit(10)))
     return render_template("monitoring/queue.html", live=live, admissions=admissions,
-                           schedules=schedules, extras=extras, recent=recent, names=SHORT_NAMES,
+                           schedules=services.active_schedules(ids), extras=extras,
+                           recent=escalations.recently_resolved(staff), names=SHORT_NAMES,
                            may_answer=escalations.may_answer, advice=escalations.advice,
-                           paged=_paged, labels=escalations.DUTY_LABELS,
+                           paged=escalations.last_paged, labels=duty_rota.DUTY_LABELS,
                            notifications=outbox.for_staff(staff.id), now=at)
 
 
@@ -327,12 +300,13 @@ def acknowledge(escalation_id: int):
 @roles_required(CLINICAL_STAFF)
 def resolve(escalation_id: int):
     """Resolve from the queue, with an outcome and a note."""
-    outcome = (request.form.get("outcome") or "").strip()
-    if len(outcome) < 2:
+    try:
+        body = ResolveIn().load({"outcome": (request.form.get("outcome") or "").strip(),
+                                 "note": request.form.get("note") or None})
+    except ValidationError:
         flash("Not resolved: choose an outcome.")
         return redirect(url_for("monitoring_pages.queue"), code=303)
-    return _answer(lambda: escalations.resolve(current_staff(), escalation_id, outcome=outcome,
-                                               note=request.form.get("note") or None, now=now()),
+    return _answer(lambda: escalations.resolve(current_staff(), escalation_id, now=now(), **body),
                    "Escalation resolved.")
 
 
@@ -340,11 +314,12 @@ def resolve(escalation_id: int):
 @roles_required(CLINICAL_STAFF)
 def override(escalation_id: int):
     """A nurse overrides an automatic escalation with a reason."""
-    reason = (request.form.get("reason") or "").strip()
-    if len(reason) < 3:
+    try:
+        body = OverrideIn().load({"reason": (request.form.get("reason") or "").strip()})
+    except ValidationError:
         flash("Not overridden: give the reason.")
         return redirect(safe_next(request.form.get("next"), url_for("unit_pages.board")), code=303)
-    return _answer(lambda: escalations.override(current_staff(), escalation_id, reason=reason, now=now()),
+    return _answer(lambda: escalations.override(current_staff(), escalation_id, now=now(), **body),
                    "Escalation overridden; the doctor has been told.")
 
 
@@ -352,13 +327,14 @@ def override(escalation_id: int):
 @roles_required(CLINICAL_STAFF)
 def clinical_sign(admission_id: int):
     """Report a seizure, delirium tremens or Wernicke signs from the resident page."""
-    sign = request.form.get("sign", "")
-    if sign not in escalations.CLINICAL_SIGNS:
+    try:
+        body = ClinicalSignIn().load({"sign": request.form.get("sign", ""),
+                                      "note": request.form.get("note") or None})
+    except ValidationError:
         flash("Choose what you saw.")
     else:
         try:
-            escalation = escalations.raise_clinical_sign(current_staff(), admission_id, sign=sign,
-                                                         note=request.form.get("note") or None, now=now())
+            escalation = escalations.raise_clinical_sign(current_staff(), admission_id, now=now(), **body)
             flash(f"EMERGENCY raised: {escalation.reason}. {escalations.advice(escalation)}")
         except DomainError as refusal:
             flash(f"Not raised: {refusal.detail}")
@@ -382,7 +358,7 @@ def rota():
                 "starts_at": _local_to_utc(request.form.get("starts_at", "")),
                 "ends_at": _local_to_utc(request.form.get("ends_at", "")),
             }.items()})
-            escalations.add_shift(staff, now=at, **body)
+            duty_rota.add_shift(staff, now=at, **body)
             flash("Shift added.")
             return redirect(url_for("monitoring_pages.rota"), code=303)
         except ValidationError as invalid:
@@ -391,11 +367,9 @@ def rota():
             errors = refusal.errors or {"_": [refusal.detail]}
     start = at.replace(minute=0, second=0, microsecond=0)
     end = start + timedelta(days=7)
-    staff_list = list(db.session.scalars(select(Staff).where(Staff.unit_id == staff.unit_id,
-                                                             Staff.active.is_(True)).order_by(Staff.full_name)))
-    return render_template("monitoring/rota.html", shifts=escalations.list_shifts(staff, start, end),
-                           gaps=escalations.rota_gaps(staff.unit_id, at, at + timedelta(hours=24)),
-                           labels=escalations.DUTY_LABELS, staff_list=staff_list, errors=errors,
+    return render_template("monitoring/rota.html", shifts=duty_rota.list_shifts(staff, start, end),
+                           gaps=duty_rota.rota_gaps(staff.unit_id, at, at + timedelta(hours=24)),
+                           labels=duty_rota.DUTY_LABELS, staff_list=duty_rota.rota_staff(staff), errors=errors,
                            form=request.form), (422 if errors else 200)
 
 
@@ -404,7 +378,7 @@ def rota():
 def cancel_shift(shift_id: int):
     """Cancel a shift from the rota page."""
     try:
-        escalations.cancel_shift(current_staff(), shift_id, now=now())
+        duty_rota.cancel_shift(current_staff(), shift_id, now=now())
         flash("Shift cancelled.")
     except DomainError as refusal:
         flash(f"Not cancelled: {refusal.detail}")

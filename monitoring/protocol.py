@@ -3,16 +3,22 @@ that refuse anything else before it is stored (an unchecked band set made every 
 observation of that scale fail).
 
 Registered with ``unit.services.protocol_sections`` by config/app.py (unit never imports
-monitoring). Defaults are CLINICAL.md sections 1-3.
+monitoring). Defaults are docs/clinical-rules.md sections 1-3.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from monitoring.escalations import DUTY_LABELS, ESCALATION_DEFAULTS, SEVERITY_RANK
-from monitoring.scales import CIWA_AR, NEWS2_RISKS, SCALES, Band, Scale, check_bands, get_scale
-from monitoring.services import MONITORING_DEFAULTS, unit_bands
-from monitoring.services import settings_for as monitoring_settings
+from monitoring.escalations import SEVERITY_RANK
+from monitoring.rota import DUTY_LABELS
+from monitoring.scales import CIWA_AR, SCALES, Band, Scale, check_bands, get_scale
+from monitoring.schedules import NEWS2_RISKS
+from monitoring.settings import (
+    ESCALATION_DEFAULTS,
+    MONITORING_DEFAULTS,
+    monitoring_settings,
+    unit_bands,
+)
 from unit.services import ProtocolSection
 
 Errors = dict[str, list[str]]
@@ -164,7 +170,7 @@ def check_escalation(values: dict[str, Any]) -> tuple[dict[str, Any], Errors]:
                     any(duty not in DUTY_LABELS for duty in value):
                 errors[key] = [f"A list of 1 to {MAX_LEVELS} duties, each one of: {', '.join(DUTY_LABELS)}."]
         elif key == "ciwa_emergency_total":
-            # CLINICAL.md s1: emergency at 20 or more by default; any total the scale can reach.
+            # docs/clinical-rules.md s1: emergency at 20 or more by default; any total the scale can reach.
             if problems := _int_error(value, 1, CIWA_AR.max_total):
                 errors[key] = problems
         else:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from config.db import milliseconds_between, utc_hour
 from config.extensions import db
-from monitoring.escalations import rota_gaps
+from monitoring.rota import rota_gaps
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation
 from unit.models import Admission, Resident, Unit
 from unit.report import ReportSection, Table

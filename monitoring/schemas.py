@@ -1,8 +1,11 @@
 """marshmallow schemas at the edge of the monitoring package."""
 from __future__ import annotations
 
+import copy
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from monitoring.escalations import advice
 from monitoring.models import NOT_DONE_REASONS
 from monitoring.scales import SCALES
 from unit.schemas import StaffSchema, StrictBool, StrictId, StrictInt, Timestamp
@@ -113,25 +116,57 @@ class ObservationSchema(Schema):
     replaces_id = fields.Integer(allow_none=True)
 
 
-class RecordedSchema(ObservationSchema):
+class EscalationSchema(Schema):
+    """An escalation as the API shows it (also inside an observation's reply)."""
+
+    id = fields.Integer()
+    admission_id = fields.Integer()
+    severity = fields.String(metadata={"description": "emergency, urgent or soon"})
+    reason = fields.String()
+    trigger = fields.String()
+    status = fields.String(metadata={"description": "open, acknowledged or resolved"})
+    route = fields.String(metadata={"description": "The duty paged first: on_site_doctor, visiting_gp "
+                                                   "or nurse_in_charge"})
+    level = fields.Integer()
+    unit_model = fields.String()
+    call_999 = fields.Boolean()
+    advice = fields.Function(advice, allow_none=True, metadata={
+        "type": "string", "description": "What the nurse must do now, beside waiting (emergencies)"})
+    raised_at = fields.DateTime()
+    acknowledged_at = fields.DateTime(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    target_minutes = fields.Integer()
+    escalate_at = fields.DateTime(allow_none=True)
+    outcome = fields.String(allow_none=True)
+    note = fields.String(allow_none=True)
+    overridden = fields.Boolean()
+    source_type = fields.String(metadata={
+        "description": "What raised it: observation, missed_observation, clinical_sign or medication_order"})
+    source_id = fields.Integer(allow_none=True)
+
+
+def _observation_field(field: fields.Field, name: str) -> fields.Field:
+    field = copy.deepcopy(field)
+    field.attribute = f"observation.{field.attribute or name}"
+    return field
+
+
+class RecordedSchema(Schema):
+    """The reply to a recorded observation (a ``Recorded``): the observation's own fields, when
+    the next one is due, and the escalation it raised or updated."""
+
+    class Meta:
+        include = {name: _observation_field(field, name)
+                   for name, field in ObservationSchema._declared_fields.items()}
+
     next_due_at = fields.DateTime(allow_none=True)
     interval_minutes = fields.Integer(allow_none=True)
-    escalation = fields.Dict(allow_none=True)
+    escalation = fields.Nested(EscalationSchema, allow_none=True)
 
 
 class StrikeResultSchema(Schema):
     struck = fields.Nested(ObservationSchema)
     replacement = fields.Nested(RecordedSchema, allow_none=True)
-
-
-def recorded_view(recorded) -> dict:
-    """The reply to a recorded observation: the observation, when next due, any escalation."""
-    observation, schedule = recorded.observation, recorded.schedule
-    data = {name: getattr(observation, name) for name in ObservationSchema._declared_fields}
-    data["next_due_at"] = schedule.next_due_at if schedule is not None else None
-    data["interval_minutes"] = schedule.interval_minutes if schedule is not None else None
-    data["escalation"] = recorded.escalation
-    return data
 
 
 # --- escalations and the rota ----------------------------------------------------------------
@@ -152,31 +187,6 @@ class OverrideIn(Schema):
 class ClinicalSignIn(Schema):
     sign = fields.String(required=True, validate=validate.OneOf(("seizure", "delirium_tremens", "wernicke")))
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
-
-
-class EscalationSchema(Schema):
-    id = fields.Integer()
-    admission_id = fields.Integer()
-    severity = fields.String()
-    reason = fields.String()
-    trigger = fields.String()
-    status = fields.String()
-    route = fields.String()
-    level = fields.Integer()
-    unit_model = fields.String()
-    call_999 = fields.Boolean()
-    advice = fields.String(allow_none=True)
-    raised_at = fields.String()
-    acknowledged_at = fields.String(allow_none=True)
-    resolved_at = fields.String(allow_none=True)
-    target_minutes = fields.Integer()
-    escalate_at = fields.String(allow_none=True)
-    outcome = fields.String(allow_none=True)
-    note = fields.String(allow_none=True)
-    overridden = fields.Boolean()
-    source_type = fields.String(metadata={
-        "description": "What raised it: observation, missed_observation, clinical_sign or medication_order"})
-    source_id = fields.Integer(allow_none=True)
 
 
 class EscalationStepSchema(Schema):

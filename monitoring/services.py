@@ -1,20 +1,21 @@
 """Services of the monitoring package: observations, schedules and the due sweep."""
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from config.db import insert_row, insert_rows, unit_of_work, update_row
 from config.errors import Forbidden
 from config.extensions import db
+from monitoring import escalations
 from monitoring.errors import (
     AlreadyStruck,
+    ObservationAlreadyCorrected,
     ObservationNotFound,
     ObservationTimeInvalid,
     ScaleInputInvalid,
@@ -22,45 +23,22 @@ from monitoring.errors import (
     ScheduleNotFound,
     UnknownScaleCode,
 )
-from monitoring.models import MissedObservation, Observation, ObservationSchedule, ScheduleChange
-from monitoring.scales import (
-    Band,
-    Scale,
-    ScaleValidationError,
-    ScoreResult,
-    UnknownScale,
-    default_interval_minutes,
-    get_scale,
-    grace_minutes,
+from monitoring.models import (
+    Escalation,
+    MissedObservation,
+    Observation,
+    ObservationSchedule,
+    ScheduleChange,
 )
+from monitoring.scales import Scale, ScaleValidationError, ScoreResult, UnknownScale, get_scale
+from monitoring.schedules import grace_minutes, minimal_streak, protocol_interval
+from monitoring.settings import monitoring_settings, unit_bands
 from unit.audit import record_event
 from unit.models import Admission, Staff
-from unit.services import active_admission, age_today, get_admission, protocol_settings
+from unit.services import active_admission, age_today, get_admission
 
-# CLINICAL.md section 2 and the issue's defaults; a unit may adopt its own (protocol section
-# "monitoring": {"bands": {scale: [band...]}, "intervals": {scale: {band: minutes}}, ...}).
-MONITORING_DEFAULTS: dict[str, Any] = {
-    "not_done_retry_minutes": 30,      # an observation that could not be done is asked again
-    "refusals_to_escalate": 2,         # a second refusal in a row escalates
-    "clock_skew_minutes": 2,           # observed_at may be this far in the future
-    "initial_interval_minutes": 60,    # until the first score sets the band
-    "bands": {},
-    "intervals": {},
-}
-ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # CLINICAL.md s2; NEWS2 for all
+ADMISSION_SCALES = {"alcohol": "ciwa-ar", "opioids": "cows"}  # docs/clinical-rules.md s2; NEWS2 for all
 MAX_SLOTS_PER_SWEEP = 500  # bound on missed slots recorded for one schedule in one sweep
-
-# Hooks the app fills when it is assembled (escalations). Each returns a JSON-able dict or None.
-ObservationHook = Callable[[Observation, Admission, Staff, datetime], Any]
-observation_hooks: list[ObservationHook] = []
-refusal_hooks: list[ObservationHook] = []
-# The missed hooks get all the slots one sweep flagged at once, so that they work in bulk.
-missed_hooks: list[Callable[[list[MissedObservation], datetime], Any]] = []
-
-
-def settings_for(unit_id: int) -> dict[str, Any]:
-    """The unit's monitoring protocol (defaults overlaid with the unit's own values)."""
-    return protocol_settings(unit_id, "monitoring", MONITORING_DEFAULTS)
 
 
 def scale_or_404(code: str) -> Scale:
@@ -71,33 +49,16 @@ def scale_or_404(code: str) -> Scale:
         raise UnknownScaleCode(f"There is no scale {code!r}.") from None
 
 
-def unit_bands(settings: dict[str, Any], code: str) -> tuple[Band, ...] | None:
-    """The unit's own bands for a scale, if its protocol overrides the defaults."""
-    rows = settings["bands"].get(code)
-    return tuple(Band(**row) for row in rows) if rows else None
-
-
 def score(unit_id: int, code: str, items: dict[str, Any], *, age: int | None = None,
           pregnant: bool | None = None) -> ScoreResult:
     """Score a scale with the unit's bands; invalid items raise a 422 naming each item."""
     scale = scale_or_404(code)
-    settings = settings_for(unit_id)
+    settings = monitoring_settings(unit_id)
     try:
         return scale.score(items, unit_bands(settings, code), age=age, pregnant=pregnant)
     except ScaleValidationError as invalid:
         raise ScaleInputInvalid(f"The {scale.name} items are not valid; see errors.",
                                 errors={"items": invalid.errors}) from None
-
-
-def protocol_interval(settings: dict[str, Any], schedule: ObservationSchedule,
-                      result: ScoreResult | Observation, consecutive_minimal: int) -> int:
-    """Minutes to the next observation after this result, as the protocol says."""
-    own = settings["intervals"].get(schedule.scale, {})
-    minutes = own.get(result.band) or default_interval_minutes(
-        schedule.scale, result.band, consecutive_minimal, total=result.total)
-    if schedule.max_interval_minutes:
-        minutes = min(minutes, schedule.max_interval_minutes)
-    return minutes
 
 
 # --- schedules ------------------------------------------------------------------------------
@@ -111,7 +72,7 @@ def start_schedules(admission: Admission, actor: Staff, now: datetime) -> None:
 
 def _add_schedule(admission: Admission, actor: Staff, code: str, max_interval: int | None,
                   reason: str, now: datetime) -> ObservationSchedule:
-    settings = settings_for(admission.unit_id)
+    settings = monitoring_settings(admission.unit_id)
     interval = settings["initial_interval_minutes"]
     if max_interval:
         interval = min(interval, max_interval)
@@ -209,9 +170,19 @@ class Recorded:
 
     observation: Observation
     schedule: ObservationSchedule | None
-    escalation: Any = None
+    escalation: Escalation | None = None
     interval_changed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def next_due_at(self) -> datetime | None:
+        """When the schedule now asks for the next observation (None: not scheduled)."""
+        return self.schedule.next_due_at if self.schedule is not None else None
+
+    @property
+    def interval_minutes(self) -> int | None:
+        """The schedule's interval now (None: not scheduled)."""
+        return self.schedule.interval_minutes if self.schedule is not None else None
 
 
 def _check_time(admission: Admission, observed_at: datetime, now: datetime,
@@ -250,9 +221,14 @@ def _is_latest(last_observed_at: datetime | None, observed_at: datetime) -> bool
 def record_observation(actor: Staff, admission_id: int, *, scale: str, items: dict[str, Any],
                        observed_at: datetime | None, note: str | None, now: datetime,
                        replaces: Observation | None = None) -> Recorded:
-    """Score and keep an observation, move its schedule on, and let escalation look at it."""
+    """Score and keep an observation, move its schedule on, and let escalation look at it.
+
+    With ``replaces``, it is the correction of that struck observation (one per struck entry).
+    """
     admission = active_admission(actor, admission_id)
-    settings = settings_for(admission.unit_id)
+    if replaces is not None:
+        _correctable(replaces.id, admission_id, scale, lock=True)
+    settings = monitoring_settings(admission.unit_id)
     observed_at = observed_at or now
     _check_time(admission, observed_at, now, settings)
     # Only a scale not validated in pregnancy (NEWS2) needs the referral's pregnancy answer.
@@ -292,8 +268,7 @@ def record_observation(actor: Staff, admission_id: int, *, scale: str, items: di
                  after={"scale": scale, "items": result.items, "total": result.total,
                         "band": result.band, "observed_at": observed_at, "note": note,
                         "replaces": observation.replaces_id})
-    for hook in observation_hooks:
-        recorded.escalation = hook(observation, admission, actor, now) or recorded.escalation
+    recorded.escalation = escalations.escalate_observation(observation, admission, actor, now)
     return recorded
 
 
@@ -303,7 +278,7 @@ def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
     """Record that an observation could not be done; ask again sooner; a repeat refusal escalates."""
     admission = active_admission(actor, admission_id)
     scale_or_404(scale)
-    settings = settings_for(admission.unit_id)
+    settings = monitoring_settings(admission.unit_id)
     observed_at = observed_at or now
     _check_time(admission, observed_at, now, settings)
     schedule, last_observed_at = _schedule_for(admission_id, scale)
@@ -329,8 +304,7 @@ def record_not_done(actor: Staff, admission_id: int, *, scale: str, reason: str,
                  after={"scale": scale, "reason": reason, "observed_at": observed_at, "note": note})
     if current and reason == "refused" and \
             schedule.refusals_in_row >= settings["refusals_to_escalate"]:
-        for hook in refusal_hooks:
-            recorded.escalation = hook(observation, admission, actor, now) or recorded.escalation
+        recorded.escalation = escalations.escalate_repeated_refusal(observation, admission, actor, now)
     return recorded
 
 
@@ -384,18 +358,14 @@ def _recompute_after_strike(struck: Observation, actor: Staff, now: datetime) ->
                                   Observation.struck_at.is_(None))
         .order_by(Observation.observed_at.desc(), Observation.id.desc()).limit(STREAK_LOOKBACK)))
     previous = valid[0] if valid else None
-    streak = 0
-    for row in valid:
-        if row.band != "minimal":
-            break
-        streak += 1
+    streak = minimal_streak(row.band for row in valid)
     schedule.last_observation_id = previous.id if previous else None
     schedule.consecutive_minimal = streak
     old = schedule.interval_minutes
     if previous is None:
         schedule.next_due_at = now  # no valid score: due now
     else:
-        schedule.interval_minutes = protocol_interval(settings_for(schedule.unit_id), schedule,
+        schedule.interval_minutes = protocol_interval(monitoring_settings(schedule.unit_id), schedule,
                                                       previous, streak)
         # Never later than already asked: a strike must not quietly push a due time away.
         schedule.next_due_at = min(schedule.next_due_at,
@@ -424,6 +394,82 @@ def list_observations(actor: Staff, admission_id: int, *, scale: str | None, pag
     return list(rows), total
 
 
+def get_observation(actor: Staff, observation_id: int) -> Observation:
+    """One observation of the actor's unit."""
+    observation = db.session.get(Observation, observation_id)
+    if observation is None or observation.unit_id != actor.unit_id:
+        raise ObservationNotFound(f"There is no observation {observation_id} on your unit.")
+    return observation
+
+
+def correction_target(actor: Staff, admission_id: int, scale: str, observation_id: int) -> Observation:
+    """The struck observation a new entry of this resident and scale may correct: struck
+    through and not corrected yet (404 for any other, 409 once corrected)."""
+    get_admission(actor, admission_id)
+    return _correctable(observation_id, admission_id, scale, lock=False)
+
+
+def _correctable(observation_id: int, admission_id: int, scale: str, *, lock: bool) -> Observation:
+    # Locked when writing the correction, so that of two corrections saved at once the second
+    # waits and is refused here; the unique index on replaces_id refuses any that gets past.
+    query = select(Observation).where(Observation.id == observation_id)
+    struck = db.session.scalars(query.with_for_update() if lock else query).first()
+    if (struck is None or struck.admission_id != admission_id or struck.scale != scale
+            or struck.struck_at is None):
+        raise ObservationNotFound(
+            f"There is no struck {scale} observation {observation_id} of this resident to correct.")
+    corrected_by = db.session.scalar(select(Observation.id).where(Observation.replaces_id == struck.id))
+    if corrected_by is not None:
+        raise ObservationAlreadyCorrected(
+            f"Observation {struck.id} was corrected already (by observation {corrected_by}). If that "
+            "correction is wrong too, strike it through and correct it instead.")
+    return struck
+
+
+def recent_observations(admission_id: int, limit: int = 200) -> list[Observation]:
+    """The admission's latest observations (struck ones too), newest first, with who recorded them."""
+    return list(db.session.scalars(
+        select(Observation).where(Observation.admission_id == admission_id)
+        .options(joinedload(Observation.recorded_by))
+        .order_by(Observation.observed_at.desc(), Observation.id.desc()).limit(limit)))
+
+
+def active_schedules(admission_ids: list[int]) -> dict[int, list[ObservationSchedule]]:
+    """Each admission's active schedules with their last observation (one query)."""
+    found: dict[int, list[ObservationSchedule]] = {i: [] for i in admission_ids}
+    if not admission_ids:
+        return found
+    rows = db.session.scalars(
+        select(ObservationSchedule)
+        .where(ObservationSchedule.admission_id.in_(admission_ids),
+               ObservationSchedule.active.is_(True))
+        .options(joinedload(ObservationSchedule.last_observation))
+        .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
+    for schedule in rows:
+        found[schedule.admission_id].append(schedule)
+    return found
+
+
+# Built once: the board runs it on every refresh of every tablet.
+_UNIT_SCHEDULE_SUMMARIES = (
+    select(ObservationSchedule.admission_id, ObservationSchedule.scale, Observation.status,
+           Observation.total, Observation.band, Observation.observed_at,
+           ObservationSchedule.next_due_at, ObservationSchedule.interval_minutes)
+    .outerjoin(Observation, Observation.id == ObservationSchedule.last_observation_id)
+    .where(ObservationSchedule.unit_id == sa.bindparam("unit_id"), ObservationSchedule.active.is_(True))
+    .order_by(ObservationSchedule.admission_id, ObservationSchedule.id))
+
+
+def unit_schedule_summaries(unit_id: int) -> sa.Result:
+    """Every active schedule of the unit with its last observation's status, total, band and
+    time, its next due time and interval, by admission (one query, plain rows).
+
+    Selected by unit, not by a list of 300 admission ids (binding and planning those cost more
+    than the query on PostgreSQL).
+    """
+    return db.session.execute(_UNIT_SCHEDULE_SUMMARIES, {"unit_id": unit_id})
+
+
 def schedule_changes(admission_id: int, limit: int = 20) -> list[ScheduleChange]:
     """The latest interval changes of an admission's schedules."""
     return list(db.session.scalars(select(ScheduleChange)
@@ -433,26 +479,6 @@ def schedule_changes(admission_id: int, limit: int = 20) -> list[ScheduleChange]
 
 
 # --- the due sweep --------------------------------------------------------------------------
-
-def due_state(schedule: ObservationSchedule, now: datetime) -> str:
-    """``due_soon`` (within 15 min), ``late`` (past due, in grace), ``overdue`` (past grace), ``ok``."""
-    past_due = now - schedule.next_due_at  # the board asks this of every schedule: one subtraction
-    if past_due > _grace(schedule.interval_minutes):
-        return "overdue"
-    if past_due > _ZERO:
-        return "late"
-    if past_due >= _DUE_SOON:
-        return "due_soon"
-    return "ok"
-
-
-_ZERO, _DUE_SOON = timedelta(0), timedelta(minutes=-15)
-
-
-@functools.cache
-def _grace(interval_minutes: int) -> timedelta:
-    return timedelta(minutes=grace_minutes(interval_minutes))
-
 
 @unit_of_work
 def flag_missed_observations(now: datetime) -> list[MissedObservation]:
@@ -504,8 +530,7 @@ def flag_missed_observations(now: datetime) -> list[MissedObservation]:
                      entity_type="missed_observation", entity_id=row.id, now=now,
                      after={"admission_id": row.admission_id, "scale": row.scale,
                             "due_at": row.due_at, "grace_minutes": row.grace_minutes})
-    for hook in missed_hooks:
-        hook(missed, now)
+    escalations.escalate_missed(missed, now)
     return missed
 
 

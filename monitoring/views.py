@@ -8,7 +8,10 @@ from datetime import timedelta
 from config.clock import now
 from config.idempotency import idempotent
 from monitoring import escalations, services
+from monitoring import rota as duty_rota  # the views "rota", "add_shift"... are named after the routes
 from monitoring.scales import SCALES
+from monitoring.schedules import due_state
+from monitoring.settings import monitoring_settings, unit_bands
 from monitoring.schemas import (
     ClinicalSignIn,
     EscalationDetailSchema,
@@ -32,7 +35,6 @@ from monitoring.schemas import (
     ScoreSchema,
     StrikeIn,
     StrikeResultSchema,
-    recorded_view,
 )
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 
@@ -45,8 +47,8 @@ blp = ApiBlueprint("monitoring_api", __name__, url_prefix="/api/v1",
 @blp.response(200, ScaleSchema(many=True))
 def list_scales():
     """Every scale with its items, allowed values, descriptors and the unit's bands."""
-    settings = services.settings_for(current_staff().unit_id)
-    return [scale.to_dict(services.unit_bands(settings, code)) for code, scale in SCALES.items()]
+    settings = monitoring_settings(current_staff().unit_id)
+    return [scale.to_dict(unit_bands(settings, code)) for code, scale in SCALES.items()]
 
 
 @blp.route("/scales/<code>/score", methods=["POST"])
@@ -74,7 +76,7 @@ def record(body, admission_id):
         recorded = services.record_not_done(
             staff, admission_id, scale=body["scale"], reason=body["not_done_reason"],
             observed_at=body["observed_at"], note=body["note"], now=at)
-    return recorded_view(recorded)
+    return recorded
 
 
 @blp.route("/admissions/<int:admission_id>/observations", methods=["GET"])
@@ -101,7 +103,7 @@ def strike(body, observation_id):
     struck, recorded = services.strike_observation(
         current_staff(), observation_id, reason=body["reason"], replacement=body["replacement"],
         now=now())
-    return {"struck": struck, "replacement": recorded_view(recorded) if recorded else None}
+    return {"struck": struck, "replacement": recorded}
 
 
 @blp.route("/admissions/<int:admission_id>/schedules", methods=["GET"])
@@ -140,7 +142,7 @@ def change_schedule(body, schedule_id):
 def _schedule_view(schedule, at) -> dict:
     fields = (name for name in ScheduleSchema._declared_fields if name != "state")
     return {**{name: getattr(schedule, name) for name in fields},
-            "state": services.due_state(schedule, at)}
+            "state": due_state(schedule, at)}
 
 
 # --- escalations ----------------------------------------------------------------------------
@@ -151,8 +153,7 @@ def _schedule_view(schedule, at) -> dict:
 @blp.response(200, EscalationSchema(many=True))
 def list_escalations(query):
     """The unit's escalations, most severe and oldest first (``status`` filters)."""
-    return [escalations.escalation_view(e)
-            for e in escalations.list_escalations(current_staff(), status=query["status"])]
+    return escalations.list_escalations(current_staff(), status=query["status"])
 
 
 @blp.route("/escalations/<int:escalation_id>", methods=["GET"])
@@ -160,8 +161,7 @@ def list_escalations(query):
 @blp.response(200, EscalationDetailSchema)
 def get_escalation(escalation_id):
     """One escalation with every step of its life."""
-    escalation = escalations.get_escalation(current_staff(), escalation_id)
-    return {**escalations.escalation_view(escalation), "steps": escalation.steps}
+    return escalations.get_escalation(current_staff(), escalation_id)
 
 
 @blp.route("/escalations/<int:escalation_id>/acknowledge", methods=["POST"])
@@ -170,7 +170,7 @@ def get_escalation(escalation_id):
 @blp.response(200, EscalationSchema)
 def acknowledge(escalation_id):
     """The routed doctor (doctor on a managed unit, GP on a monitored one) or a manager acknowledges."""
-    return escalations.escalation_view(escalations.acknowledge(current_staff(), escalation_id, now=now()))
+    return escalations.acknowledge(current_staff(), escalation_id, now=now())
 
 
 @blp.route("/escalations/<int:escalation_id>/resolve", methods=["POST"])
@@ -180,8 +180,7 @@ def acknowledge(escalation_id):
 @blp.response(200, EscalationSchema)
 def resolve(body, escalation_id):
     """Close an escalation with its outcome and a note."""
-    return escalations.escalation_view(
-        escalations.resolve(current_staff(), escalation_id, now=now(), **body))
+    return escalations.resolve(current_staff(), escalation_id, now=now(), **body)
 
 
 @blp.route("/escalations/<int:escalation_id>/override", methods=["POST"])
@@ -191,8 +190,7 @@ def resolve(body, escalation_id):
 @blp.response(200, EscalationSchema)
 def override(body, escalation_id):
     """A nurse judges an automatic escalation not needed (with a reason; the doctor is told)."""
-    return escalations.escalation_view(
-        escalations.override(current_staff(), escalation_id, now=now(), **body))
+    return escalations.override(current_staff(), escalation_id, now=now(), **body)
 
 
 @blp.route("/admissions/<int:admission_id>/escalations", methods=["POST"])
@@ -202,8 +200,7 @@ def override(body, escalation_id):
 @blp.response(201, EscalationSchema)
 def raise_sign(body, admission_id):
     """Report a seizure, delirium tremens or Wernicke signs: an emergency on every unit."""
-    return escalations.escalation_view(
-        escalations.raise_clinical_sign(current_staff(), admission_id, now=now(), **body))
+    return escalations.raise_clinical_sign(current_staff(), admission_id, now=now(), **body)
 
 
 # --- the on-call rota -----------------------------------------------------------------------
@@ -218,8 +215,8 @@ def rota(query):
     start = query["start"] or at
     end = query["end"] or start + timedelta(hours=24)
     staff = current_staff()
-    return {"shifts": escalations.list_shifts(staff, start, end),
-            "gaps": escalations.rota_gaps(staff.unit_id, start, end)}
+    return {"shifts": duty_rota.list_shifts(staff, start, end),
+            "gaps": duty_rota.rota_gaps(staff.unit_id, start, end)}
 
 
 @blp.route("/rota", methods=["POST"])
@@ -228,7 +225,7 @@ def rota(query):
 @blp.response(201, RotaShiftSchema)
 def add_shift(body):
     """Put someone (or an external service, as ``contact``) on the rota for a duty."""
-    return escalations.add_shift(current_staff(), now=now(), **body)
+    return duty_rota.add_shift(current_staff(), now=now(), **body)
 
 
 @blp.route("/rota/<int:shift_id>/cancel", methods=["POST"])
@@ -236,4 +233,4 @@ def add_shift(body):
 @blp.response(200, RotaShiftSchema)
 def cancel_shift(shift_id):
     """Take a shift off the rota (kept, marked cancelled)."""
-    return escalations.cancel_shift(current_staff(), shift_id, now=now())
+    return duty_rota.cancel_shift(current_staff(), shift_id, now=now())

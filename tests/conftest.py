@@ -3,8 +3,9 @@ TEST_DATABASE_URL is set), a fake clock, and factories for units, staff and admi
 from __future__ import annotations
 
 import itertools
-import uuid
 import os
+import uuid
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -165,6 +166,78 @@ def unit_staff(make_unit, make_staff, login):
         return code, clients
 
     return make
+
+
+WARD_ROLES = ("nurse", "doctor", "gp", "manager", "inspector")
+
+
+@dataclass
+class Ward:
+    """One unit with a signed-in client per role (``ward.nurse``, ``ward.gp``...), their
+    usernames, and ``admit(**referral)`` -> the admission JSON."""
+
+    app: object
+    code: str
+    model: str
+    clients: dict
+    usernames: dict
+    _admit: object
+    admitted: list = field(default_factory=list)
+
+    def __getattr__(self, role: str):
+        clients = self.__dict__.get("clients", {})
+        if role in clients:
+            return clients[role]
+        raise AttributeError(role)
+
+    def admit(self, **kw) -> dict:
+        kw.setdefault("name", f"Resident {self.code}-{len(self.admitted) + 1}")
+        admission = self._admit(self.clients["nurse"], **kw)
+        self.admitted.append(admission)
+        return admission
+
+    def staff_id(self, role: str) -> int:
+        from unit.models import Staff
+
+        with self.app.app_context():
+            return db.session.scalar(sa.select(Staff.id).where(Staff.username == self.usernames[role]))
+
+    def email(self, role: str) -> str:
+        return f"{self.usernames[role]}@example.org"
+
+    def witness(self, role: str = "nurse2", password: str = PASSWORD) -> dict:
+        """A witness body: the username of ``role`` and a password."""
+        return {"username": self.usernames[role], "password": password}
+
+
+@pytest.fixture
+def make_ward(app, make_unit, make_staff, login, admit):
+    """make_ward(model="medically_monitored", emails=True, roles=WARD_ROLES) -> a Ward.
+
+    A role may be numbered ("nurse2": a second nurse, to witness the first). With ``emails``
+    every member of staff has an address (``ward.email(role)``). The tests move the fake
+    clock by hours and days; sign-ins outlast that here (their timeouts are the unit
+    package's concern and tested there).
+    """
+    app.config.update(SESSION_IDLE_TIMEOUT=timedelta(days=60), SESSION_ABSOLUTE_TIMEOUT=timedelta(days=90))
+
+    def make(model: str = "medically_monitored", emails: bool = True, roles=WARD_ROLES) -> Ward:
+        code = make_unit(model=model)
+        usernames = {}
+        for role in roles:
+            username = f"{role}-{code}-{next(_names)}".lower()
+            usernames[role] = make_staff(code, role.rstrip("0123456789"), username=username,
+                                         email=f"{username}@example.org" if emails else None)
+        clients = {role: login(username) for role, username in usernames.items()}
+        return Ward(app, code, model, clients, usernames, admit)
+
+    return make
+
+
+@pytest.fixture
+def ward(make_ward) -> Ward:
+    """A medically monitored unit with every role signed in."""
+    return make_ward()
 
 
 def referral(name: str = "Alex Example", dob: str = "1980-05-17", substances=("alcohol",),

@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 
 from config.extensions import db
 from config.idempotency import IdempotencyKey, purge_expired_keys
-from monitoring import services
+from monitoring import escalations
 from monitoring.models import Observation
 from tests.conftest import PASSWORD
 from tests.monitoring.helpers import (
@@ -178,11 +178,14 @@ def test_two_copies_at_once_store_one_observation(app, ward, real_server, monkey
     # surely arrives while the first is still being written (a window, not a schedule).
     written = []
 
+    escalate = escalations.escalate_observation
+
     def slow_writer(observation, *args):
         written.append(observation.note)
         time.sleep(0.25)
+        return escalate(observation, *args)
 
-    monkeypatch.setattr(services, "observation_hooks", [*services.observation_hooks, slow_writer])
+    monkeypatch.setattr(escalations, "escalate_observation", slow_writer)
     url = f"{real_server}/api/v1/admissions/{admission['id']}/observations"
     # Two connections of the same nurse (the tablet's first try and its retry).
     first = _signed_in(real_server, ward.usernames["nurse"])

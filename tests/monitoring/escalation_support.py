@@ -1,23 +1,21 @@
-"""Support for the escalation tests: item sets that land in a known band, a unit with every
-role signed in (and e-mail addresses), posting observations, reading escalation rows, and a
-real SMTP server (aiosmtpd) that collects what it is sent.
+"""Support for the escalation tests: item sets that land in a known band, posting
+observations, reading escalation rows, and a real SMTP server (aiosmtpd) that collects what it
+is sent. The unit with every role signed in is the shared ``ward`` / ``make_ward`` fixture.
 
-Totals and bands are worked out by hand from docs/clinical-rules.md, never read from the code under test.
+Totals and bands are worked out by hand from docs/clinical-rules.md, never read from the code
+under test.
 """
 from __future__ import annotations
 
 import socket
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email import message_from_bytes
 
 import sqlalchemy as sa
 
 from config.extensions import db
 from tests.items import CIWA_KEYS, ciwa  # noqa: F401 (re-exported)
-
-ROLES = ("nurse", "doctor", "gp", "manager", "inspector")
 
 # --- item sets ------------------------------------------------------------------------------
 
@@ -76,56 +74,6 @@ NEWS2_HIGH_7 = {**NEWS2_ZERO, "respiration_rate": 25, "spo2": 95, "systolic_bp":
                 "temperature": 38.3}                      # RR 3 + SpO2 1 + P 2 + T 1 = 7 high
 NEWS2_HIGH_14 = {"respiration_rate": 8, "spo2": 90, "spo2_scale": 1, "supplemental_oxygen": True,
                  "systolic_bp": 98, "pulse": 52, "consciousness": "V", "temperature": 35.8}  # 14 high
-
-# --- a unit with every role signed in ---------------------------------------------------------
-
-
-@dataclass
-class Ward:
-    """One unit: signed-in clients and usernames per role; ``admit(**referral)`` -> JSON."""
-
-    app: object
-    code: str
-    model: str
-    clients: dict
-    usernames: dict
-    _admit: object
-    admitted: list = field(default_factory=list)
-
-    def __getattr__(self, role: str):
-        if role in ROLES:
-            return self.clients[role]
-        raise AttributeError(role)
-
-    def admit(self, **kw) -> dict:
-        kw.setdefault("name", f"Resident {self.code}-{len(self.admitted) + 1}")
-        admission = self._admit(self.clients["nurse"], **kw)
-        self.admitted.append(admission)
-        return admission
-
-    def staff_id(self, role: str) -> int:
-        from unit.models import Staff
-
-        with self.app.app_context():
-            return db.session.scalar(sa.select(Staff.id).where(Staff.username == self.usernames[role]))
-
-    def email(self, role: str) -> str:
-        return f"{self.usernames[role]}@example.org"
-
-
-def build_ward(app, make_unit, make_staff, login, admit, model: str, emails: bool = True) -> Ward:
-    """A unit of this care model with one signed-in member of staff per role."""
-    # The tests move the fake clock by hours: sign-ins must outlast that here.
-    app.config.update(SESSION_IDLE_TIMEOUT=timedelta(days=30), SESSION_ABSOLUTE_TIMEOUT=timedelta(days=60))
-    code = make_unit(model=model)
-    usernames = {}
-    for role in ROLES:
-        name = f"{role}{uuid.uuid4().hex[:6]}"
-        usernames[role] = make_staff(code, role, username=name,
-                                     email=f"{name}@example.org" if emails else None)
-    clients = {role: login(name) for role, name in usernames.items()}
-    return Ward(app, code, model, clients, usernames, admit)
-
 
 def post_observation(client, admission_id: int, scale: str, items: dict, key: str | None = None):
     """POST an observation with an Idempotency-Key."""

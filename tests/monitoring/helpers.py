@@ -1,7 +1,7 @@
 """Helpers of the monitoring tests: item sets with known totals, posting with a key, row counts.
 
-Totals, bands and intervals here are worked out by hand from CLINICAL.md, never read from the
-code under test.
+Totals, bands and intervals here are worked out by hand from docs/clinical-rules.md, never read
+from the code under test.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ COWS_KEYS = ("resting_pulse", "sweating", "restlessness", "pupil_size", "bone_jo
              "gooseflesh")
 COWS_ZERO = {key: 0 for key in COWS_KEYS}
 
-# CLINICAL.md s1 worked checks.
+# docs/clinical-rules.md s1 worked checks.
 NEWS2_ZERO = {"respiration_rate": 18, "spo2": 97, "spo2_scale": 1, "supplemental_oxygen": False,
               "systolic_bp": 128, "pulse": 88, "consciousness": "A", "temperature": 37.2}      # 0
 NEWS2_FOUR = {**NEWS2_ZERO, "respiration_rate": 22, "spo2": 96, "systolic_bp": 150,

@@ -13,7 +13,6 @@ from config.extensions import db
 from tests.monitoring.escalation_support import (
     NEWS2_HIGH_14,
     NEWS2_MEDIUM_6,
-    build_ward,
     ciwa,
     escalation_rows,
     iso,
@@ -29,17 +28,10 @@ PUBLIC_FIELDS = {"id", "admission_id", "severity", "reason", "status", "route", 
                  "acknowledged_at", "target_minutes"}
 
 
-@pytest.fixture
-def wards(app, make_unit, make_staff, login, admit):
-    """wards(model="medically_monitored") -> a unit with every role signed in."""
-    return lambda model="medically_monitored", emails=True: build_ward(
-        app, make_unit, make_staff, login, admit, model, emails)
-
-
 # --- 2. routing by the care model -------------------------------------------------------------
 
-def test_managed_unit_routes_to_the_on_site_doctor(wards):
-    ward = wards("medically_managed")
+def test_managed_unit_routes_to_the_on_site_doctor(make_ward):
+    ward = make_ward("medically_managed")
     admission = ward.admit()
     emergency = observe(ward.nurse, admission["id"], "news2", NEWS2_HIGH_14)["escalation"]
     urgent = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
@@ -51,8 +43,8 @@ def test_managed_unit_routes_to_the_on_site_doctor(wards):
     assert (urgent["route"], urgent["call_999"], urgent["advice"]) == ("on_site_doctor", False, None)
 
 
-def test_monitored_unit_routes_to_the_visiting_gp_and_emergency_says_call_999(wards):
-    ward = wards("medically_monitored")
+def test_monitored_unit_routes_to_the_visiting_gp_and_emergency_says_call_999(make_ward):
+    ward = make_ward("medically_monitored")
     admission = ward.admit()
     emergency = observe(ward.nurse, admission["id"], "news2", NEWS2_HIGH_14)["escalation"]
     urgent = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
@@ -71,8 +63,42 @@ def test_monitored_unit_routes_to_the_visiting_gp_and_emergency_says_call_999(wa
     assert "999" in message.body
 
 
-def test_model_change_routes_from_its_effective_time(wards, app, clock):
-    ward = wards("medically_monitored")
+ESCALATION_FIELDS = PUBLIC_FIELDS | {"trigger", "unit_model", "call_999", "advice", "resolved_at",
+                                     "escalate_at", "outcome", "note", "overridden", "source_type",
+                                     "source_id"}
+
+
+def test_an_observations_escalation_is_the_escalation_the_api_shows(make_ward, clock):
+    """The same shape in an observation's reply, the list and the detail (times as ISO 8601)."""
+    ward = make_ward("medically_monitored")
+    admission = ward.admit()
+    reply = observe(ward.nurse, admission["id"], "news2", NEWS2_HIGH_14)
+    escalation = reply["escalation"]
+    assert set(escalation) == ESCALATION_FIELDS
+    assert (escalation["source_type"], escalation["source_id"]) == ("observation", reply["id"])
+    assert parse(escalation["raised_at"]) == clock.now
+    assert parse(escalation["escalate_at"]) == clock.now + timedelta(minutes=5)
+    assert escalation["acknowledged_at"] is None and escalation["resolved_at"] is None
+    detail = ward.gp.get(f"/api/v1/escalations/{escalation['id']}").get_json()
+    assert {k: v for k, v in detail.items() if k != "steps"} == escalation
+    (listed,) = ward.gp.get("/api/v1/escalations").get_json()
+    assert listed == escalation
+
+
+def test_the_openapi_document_describes_the_escalation_in_an_observations_reply(make_ward):
+    ward = make_ward()
+    schemas = ward.nurse.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    escalation = schemas["Recorded"]["properties"]["escalation"]
+    assert {"$ref": "#/components/schemas/Escalation"} in escalation.get("anyOf", [escalation])
+    properties = schemas["Escalation"]["properties"]
+    assert set(properties) == ESCALATION_FIELDS
+    for time in ("raised_at", "acknowledged_at", "resolved_at", "escalate_at"):
+        assert properties[time]["format"] == "date-time", time
+    assert properties["advice"]["type"] == "string"
+
+
+def test_model_change_routes_from_its_effective_time(make_ward, app, clock):
+    ward = make_ward("medically_monitored")
     start = clock.now
     change = ward.manager.post("/api/v1/unit/model", json={
         "model": "medically_managed", "reason": "On-site doctor from tomorrow",
@@ -102,8 +128,8 @@ def test_model_change_routes_from_its_effective_time(wards, app, clock):
     assert ward.doctor.post(f"/api/v1/escalations/{after['id']}/acknowledge").status_code == 200
 
 
-def test_model_change_to_monitored_makes_emergencies_call_999(wards, clock):
-    ward = wards("medically_managed")
+def test_model_change_to_monitored_makes_emergencies_call_999(make_ward, clock):
+    ward = make_ward("medically_managed")
     start = clock.now
     assert ward.manager.post("/api/v1/unit/model", json={
         "model": "medically_monitored", "reason": "Doctor cover withdrawn",
@@ -129,8 +155,8 @@ CASES = [(model, route, role, action)
 
 @pytest.mark.parametrize("model, route, role, action", CASES,
                          ids=[f"{c[1]}-{c[2]}-{c[3]}" for c in CASES])
-def test_only_the_routed_doctor_or_a_manager_may_answer(wards, app, model, route, role, action):
-    ward = wards(model)
+def test_only_the_routed_doctor_or_a_manager_may_answer(make_ward, app, model, route, role, action):
+    ward = make_ward(model)
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     assert escalation["route"] == route
@@ -153,10 +179,10 @@ def test_only_the_routed_doctor_or_a_manager_may_answer(wards, app, model, route
 
 @pytest.mark.parametrize("role, allowed", [("nurse", True), ("manager", True), ("doctor", False),
                                            ("gp", False)])
-def test_missed_observation_escalation_is_answered_by_a_nurse(wards, app, clock, role, allowed):
+def test_missed_observation_escalation_is_answered_by_a_nurse(make_ward, app, clock, role, allowed):
     from monitoring.services import flag_missed_observations
 
-    ward = wards()
+    ward = make_ward()
     ward.admit()
     clock.advance(minutes=20)
     with app.app_context():
@@ -167,8 +193,8 @@ def test_missed_observation_escalation_is_answered_by_a_nurse(wards, app, clock,
     assert response.status_code == (200 if allowed else 403)
 
 
-def test_acknowledge_twice_and_resolve_after_resolve(wards, clock):
-    ward = wards()
+def test_acknowledge_twice_and_resolve_after_resolve(make_ward, clock):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     clock.advance(minutes=4)
@@ -180,14 +206,14 @@ def test_acknowledge_twice_and_resolve_after_resolve(wards, clock):
     assert ward.gp.post(f"/api/v1/escalations/{escalation['id']}/resolve",
                         json={"outcome": "No action needed"}).status_code == 200
     problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/resolve",
-                         json={"outcome": "No action needed"}), 409)
-    problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/acknowledge"), 409)
+                         json={"outcome": "No action needed"}), 409, "escalation-resolved")
+    problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/acknowledge"), 409, "escalation-resolved")
 
 
 @pytest.mark.parametrize("action, body", [("acknowledge", None), ("resolve", {"outcome": "Seen"}),
                                           ("override", {"reason": "Settled on review"})])
-def test_answering_an_escalation_needs_an_idempotency_key(wards, action, body):
-    ward = wards()
+def test_answering_an_escalation_needs_an_idempotency_key(make_ward, action, body):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     who = ward.nurse if action == "override" else ward.gp
@@ -197,29 +223,30 @@ def test_answering_an_escalation_needs_an_idempotency_key(wards, action, body):
     assert (after["status"], after["acknowledged_at"]) == ("open", None)
 
 
-def test_resolve_needs_an_outcome(wards):
-    ward = wards()
+def test_resolve_needs_an_outcome(make_ward):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/resolve", json={}), 422)
     problem(ward.gp.post(f"/api/v1/escalations/{escalation['id']}/resolve", json={"outcome": ""}), 422)
 
 
-def test_another_units_escalation_is_not_found(wards):
-    ours, theirs = wards(), wards()
+def test_another_units_escalation_is_not_found(make_ward):
+    ours, theirs = make_ward(), make_ward()
     admission = theirs.admit()
     escalation = observe(theirs.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     for path in ("acknowledge", "resolve"):
         problem(ours.gp.post(f"/api/v1/escalations/{escalation['id']}/{path}",
-                             json={"outcome": "Seen in person"} if path == "resolve" else None), 404)
-    problem(ours.gp.get(f"/api/v1/escalations/{escalation['id']}"), 404)
+                             json={"outcome": "Seen in person"} if path == "resolve" else None), 404,
+                "escalation-not-found")
+    problem(ours.gp.get(f"/api/v1/escalations/{escalation['id']}"), 404, "escalation-not-found")
     assert ours.gp.get("/api/v1/escalations").get_json() == []
 
 
 # --- overrides ------------------------------------------------------------------------------
 
-def test_nurse_override_is_recorded_and_the_routed_doctor_told(wards, app, clock):
-    ward = wards("medically_monitored")
+def test_nurse_override_is_recorded_and_the_routed_doctor_told(make_ward, app, clock):
+    ward = make_ward("medically_monitored")
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "news2", NEWS2_MEDIUM_6)["escalation"]
     clock.advance(minutes=6)
@@ -241,10 +268,10 @@ def test_nurse_override_is_recorded_and_the_routed_doctor_told(wards, app, clock
     assert "Acknowledge within" not in messages[1].body   # nothing left to acknowledge
 
 
-def test_override_tells_the_routed_doctor_even_after_re_escalation(wards, app, clock, make_staff):
+def test_override_tells_the_routed_doctor_even_after_re_escalation(make_ward, app, clock, make_staff):
     from monitoring.escalations import re_escalate_due
 
-    ward = wards("medically_monitored")
+    ward = make_ward("medically_monitored")
     gp_id, doctor_id = ward.staff_id("gp"), ward.staff_id("doctor")
     day = {"starts_at": iso(clock.now - timedelta(hours=1)), "ends_at": iso(clock.now + timedelta(hours=12))}
     for duty, staff_id in (("visiting_gp", gp_id), ("second_on_call", doctor_id)):
@@ -261,8 +288,8 @@ def test_override_tells_the_routed_doctor_even_after_re_escalation(wards, app, c
     assert len(gp_messages) == 2 and "Score inflated" in gp_messages[-1].body
 
 
-def test_emergency_cannot_be_overridden(wards, app):
-    ward = wards()
+def test_emergency_cannot_be_overridden(make_ward, app):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "news2", NEWS2_HIGH_14)["escalation"]
     problem(ward.nurse.post(f"/api/v1/escalations/{escalation['id']}/override",
@@ -272,8 +299,8 @@ def test_emergency_cannot_be_overridden(wards, app):
 
 
 @pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "no"}, {"reason": None}])
-def test_override_needs_a_reason(wards, app, body):
-    ward = wards()
+def test_override_needs_a_reason(make_ward, app, body):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     problem(ward.nurse.post(f"/api/v1/escalations/{escalation['id']}/override", json=body), 422)
@@ -282,8 +309,8 @@ def test_override_needs_a_reason(wards, app, body):
 
 
 @pytest.mark.parametrize("role, status", [("manager", 200), ("doctor", 403), ("gp", 403), ("inspector", 403)])
-def test_who_may_override(wards, role, status):
-    ward = wards()
+def test_who_may_override(make_ward, role, status):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     response = ward.clients[role].post(f"/api/v1/escalations/{escalation['id']}/override",
@@ -291,8 +318,8 @@ def test_who_may_override(wards, role, status):
     assert response.status_code == status
 
 
-def test_resolved_escalation_cannot_be_overridden(wards):
-    ward = wards()
+def test_resolved_escalation_cannot_be_overridden(make_ward):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     assert ward.gp.post(f"/api/v1/escalations/{escalation['id']}/resolve",
@@ -303,8 +330,8 @@ def test_resolved_escalation_cannot_be_overridden(wards):
 
 # --- listing --------------------------------------------------------------------------------
 
-def test_list_filters_by_status_most_severe_first(wards, clock):
-    ward = wards()
+def test_list_filters_by_status_most_severe_first(make_ward, clock):
+    ward = make_ward()
     one, two, three = ward.admit(), ward.admit(), ward.admit()
     urgent = observe(ward.nurse, one["id"], "ciwa-ar", ciwa(16))["escalation"]
     clock.advance(minutes=1)
@@ -329,8 +356,8 @@ def test_list_filters_by_status_most_severe_first(wards, clock):
         assert PUBLIC_FIELDS <= set(e)
 
 
-def test_detail_lists_every_step_with_its_time(wards, clock):
-    ward = wards()
+def test_detail_lists_every_step_with_its_time(make_ward, clock):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     raised = clock.now
@@ -345,8 +372,8 @@ def test_detail_lists_every_step_with_its_time(wards, clock):
 
 # --- the rota -------------------------------------------------------------------------------
 
-def test_rota_shifts_and_gaps(wards, clock):
-    ward = wards("medically_monitored")
+def test_rota_shifts_and_gaps(make_ward, clock):
+    ward = make_ward("medically_monitored")
     start = clock.now   # the unit was registered now
     window = f"?from={zulu(start)}&to={zulu(start + timedelta(hours=24))}"
     empty = ward.nurse.get(f"/api/v1/rota{window}").get_json()
@@ -380,14 +407,14 @@ def zulu(at) -> str:
     return iso(at).replace("+00:00", "Z")
 
 
-def test_managed_unit_needs_an_on_site_doctor_on_the_rota(wards, clock):
-    ward = wards("medically_managed")
+def test_managed_unit_needs_an_on_site_doctor_on_the_rota(make_ward, clock):
+    ward = make_ward("medically_managed")
     gaps = ward.nurse.get("/api/v1/rota").get_json()["gaps"]
     assert sorted(g["duty"] for g in gaps) == ["nurse_in_charge", "on_site_doctor"]
 
 
-def test_rota_window_from_before_the_unit_existed(wards, clock):
-    ward = wards("medically_monitored")
+def test_rota_window_from_before_the_unit_existed(make_ward, clock):
+    ward = make_ward("medically_monitored")
     registered = clock.now
     response = ward.manager.get(f"/api/v1/rota?from={zulu(registered - timedelta(days=1))}"
                                 f"&to={zulu(registered + timedelta(hours=6))}")
@@ -397,8 +424,8 @@ def test_rota_window_from_before_the_unit_existed(wards, clock):
         ("visiting_gp", registered, registered + timedelta(hours=6))]
 
 
-def test_rota_gaps_follow_a_model_change_in_the_window(wards, clock):
-    ward = wards("medically_monitored")
+def test_rota_gaps_follow_a_model_change_in_the_window(make_ward, clock):
+    ward = make_ward("medically_monitored")
     start = clock.now
     change_at = start + timedelta(hours=10)
     assert ward.manager.post("/api/v1/unit/model", json={
@@ -414,8 +441,8 @@ def test_rota_gaps_follow_a_model_change_in_the_window(wards, clock):
 
 
 @pytest.mark.parametrize("role", ["nurse", "doctor", "gp", "inspector"])
-def test_only_managers_edit_the_rota(wards, clock, role):
-    ward = wards()
+def test_only_managers_edit_the_rota(make_ward, clock, role):
+    ward = make_ward()
     response = ward.clients[role].post("/api/v1/rota", json={
         "duty": "visiting_gp", "staff_id": ward.staff_id("gp"),
         "starts_at": iso(clock.now), "ends_at": iso(clock.now + timedelta(hours=8))})
@@ -423,23 +450,38 @@ def test_only_managers_edit_the_rota(wards, clock, role):
     assert ward.manager.get("/api/v1/rota").get_json()["shifts"] == []
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"duty": "visiting_gp"}, 422),                                          # neither staff nor contact
-    ({"duty": "visiting_gp", "contact": "OOH", "backwards": True}, 422),      # ends before it starts
-    ({"duty": "matron", "contact": "OOH"}, 422),                             # no such duty
-    ({"duty": "visiting_gp", "staff_id": 999999}, 404),                      # nobody on this unit
+@pytest.mark.parametrize("body, status, slug", [
+    ({"duty": "visiting_gp"}, 422, "rota-shift-invalid"),                      # neither staff nor contact
+    ({"duty": "visiting_gp", "contact": "OOH", "backwards": True}, 422, "rota-shift-invalid"),  # ends first
+    ({"duty": "matron", "contact": "OOH"}, 422, "validation-error"),          # no such duty
+    ({"duty": "visiting_gp", "staff_id": 999999}, 404, "rota-staff-not-found"),  # nobody on this unit
 ])
-def test_rota_shift_validation(wards, clock, body, status):
-    ward = wards()
+def test_rota_shift_validation(make_ward, clock, body, status, slug):
+    ward = make_ward()
     starts, ends = clock.now, clock.now + timedelta(hours=8)
     if body.pop("backwards", False):
         starts, ends = ends, starts
     response = ward.manager.post("/api/v1/rota", json={**body, "starts_at": iso(starts), "ends_at": iso(ends)})
-    problem(response, status)
+    problem(response, status, slug)
 
 
-def test_rota_decides_who_is_paged(wards, app, clock, make_staff, login):
-    ward = wards("medically_monitored")
+def test_cancelling_an_unknown_shift_is_a_404_with_its_slug(make_ward):
+    ward = make_ward()
+    problem(ward.manager.post("/api/v1/rota/999999/cancel"), 404, "rota-shift-not-found")
+
+
+def test_no_clinical_sign_is_raised_for_a_discharged_resident(make_ward):
+    ward = make_ward()
+    admission = ward.admit()
+    discharged = ward.nurse.post(f"/api/v1/admissions/{admission['id']}/discharge",
+                                 json={"discharge_type": "completed"})
+    assert discharged.status_code == 200, discharged.get_json()
+    problem(ward.nurse.post(f"/api/v1/admissions/{admission['id']}/escalations", json={"sign": "seizure"}),
+            409, "admission-not-active")
+
+
+def test_rota_decides_who_is_paged(make_ward, app, clock, make_staff, login):
+    ward = make_ward("medically_monitored")
     second_gp = make_staff(ward.code, "gp", username="gp-on-call", email="gp-on-call@example.org")
     with app.app_context():
         second_id = db.session.scalar(sa.select(Staff.id).where(Staff.username == second_gp))
@@ -466,8 +508,8 @@ def csrf_of(client, path: str) -> str:
     return CSRF.search(response.get_data(as_text=True)).group(1)
 
 
-def test_queue_shows_answer_buttons_only_to_those_who_may_answer(wards, app):
-    ward = wards("medically_monitored")
+def test_queue_shows_answer_buttons_only_to_those_who_may_answer(make_ward, app):
+    ward = make_ward("medically_monitored")
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
 
@@ -493,8 +535,8 @@ def test_queue_shows_answer_buttons_only_to_those_who_may_answer(wards, app):
     assert row.status == "acknowledged"
 
 
-def test_override_form_on_the_resident_page(wards, app):
-    ward = wards()
+def test_override_form_on_the_resident_page(make_ward, app):
+    ward = make_ward()
     admission = ward.admit()
     urgent = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     emergency = observe(ward.nurse, admission["id"], "news2", NEWS2_HIGH_14)["escalation"]
@@ -519,8 +561,8 @@ def test_override_form_on_the_resident_page(wards, app):
 
 @pytest.mark.parametrize("model, advice", [("medically_monitored", "CALL 999 NOW"),
                                            ("medically_managed", "on-site doctor")])
-def test_clinical_sign_form_raises_an_emergency(wards, app, model, advice):
-    ward = wards(model)
+def test_clinical_sign_form_raises_an_emergency(make_ward, app, model, advice):
+    ward = make_ward(model)
     admission = ward.admit()
     page = f"/admissions/{admission['id']}"
     token = csrf_of(ward.nurse, page)
@@ -536,13 +578,13 @@ def test_clinical_sign_form_raises_an_emergency(wards, app, model, advice):
     assert len(escalation_rows(app, admission["id"])) == 1
 
 
-def test_rota_page_form_takes_unit_local_time(wards, app, clock):
+def test_rota_page_form_takes_unit_local_time(make_ward, app, clock):
     from datetime import datetime, timezone
 
     from monitoring.models import RotaShift
 
     clock.set(datetime(2025, 7, 1, 8, 0, tzinfo=timezone.utc))   # British Summer Time: UTC+1
-    ward = wards()
+    ward = make_ward()
     token = csrf_of(ward.manager, "/rota")
     response = ward.manager.post("/rota", data={
         "csrf_token": token, "duty": "visiting_gp", "staff_id": str(ward.staff_id("gp")),
@@ -562,8 +604,8 @@ def test_rota_page_form_takes_unit_local_time(wards, app, clock):
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/phish", "//evil.example/x", "/\\evil.example"])
-def test_a_form_never_sends_staff_off_site(wards, target):
-    ward = wards()
+def test_a_form_never_sends_staff_off_site(make_ward, target):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     token = csrf_of(ward.gp, "/escalations")
@@ -573,8 +615,8 @@ def test_a_form_never_sends_staff_off_site(wards, target):
     assert response.location.endswith("/escalations")
 
 
-def test_a_form_goes_back_to_the_page_it_came_from(wards):
-    ward = wards()
+def test_a_form_goes_back_to_the_page_it_came_from(make_ward):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     token = csrf_of(ward.gp, "/escalations")

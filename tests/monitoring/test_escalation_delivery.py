@@ -17,7 +17,6 @@ from config.settings import TestingConfig
 from tests.monitoring.escalation_support import (
     NEWS2_HIGH_14,
     SMTPServer,
-    build_ward,
     ciwa,
     escalation_rows,
     free_port,
@@ -49,12 +48,6 @@ def smtp(smtp_port):
     yield start
     for server in servers:
         server.stop()
-
-
-@pytest.fixture
-def ward(app, make_unit, make_staff, login, admit):
-    """A medically monitored unit, every role signed in, every member of staff with an e-mail."""
-    return build_ward(app, make_unit, make_staff, login, admit, "medically_monitored")
 
 
 def deliver(app, at) -> dict:
@@ -243,9 +236,8 @@ def test_restart_between_failure_and_delivery_loses_nothing(app, ward, smtp, smt
     assert server.handler.recipients() == [ward.email("gp")]
 
 
-def test_staff_without_an_address_are_not_reported_as_failing(app, make_unit, make_staff, login, admit,
-                                                              smtp, clock):
-    ward = build_ward(app, make_unit, make_staff, login, admit, "medically_monitored", emails=False)
+def test_staff_without_an_address_are_not_reported_as_failing(app, make_ward, smtp, clock):
+    ward = make_ward("medically_monitored", emails=False)
     server = smtp()
     admission = ward.admit()
     observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))

@@ -1,5 +1,6 @@
-"""Escalation rules (docs/clinical-rules.md s3): which observation raises what, how fast it must be
-acknowledged, one live escalation per cause, missed observations, re-escalation on a fake clock.
+"""Escalation rules (docs/clinical-rules.md s3): which observation raises what, how fast it
+must be acknowledged, one live escalation per cause, missed observations, re-escalation on a
+fake clock.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from tests.monitoring.escalation_support import (
     NEWS2_MEDIUM_6,
     NEWS2_SINGLE_3,
     NEWS2_ZERO,
-    build_ward,
     ciwa,
     cows,
     escalation_rows,
@@ -32,13 +32,6 @@ from tests.monitoring.escalation_support import (
 
 # docs/clinical-rules.md s3: acknowledgement targets in minutes.
 TARGET = {"emergency": 5, "urgent": 30, "soon": 120}
-
-
-@pytest.fixture
-def wards(app, make_unit, make_staff, login, admit):
-    """wards(model="medically_monitored") -> a unit with every role signed in."""
-    return lambda model="medically_monitored", emails=True: build_ward(
-        app, make_unit, make_staff, login, admit, model, emails)
 
 
 # --- 1. each trigger ------------------------------------------------------------------------
@@ -75,9 +68,9 @@ TRIGGERS = [
 
 @pytest.mark.parametrize("scale, items, substances, band, severity, reason", TRIGGERS,
                          ids=[f"{t[0]}-{t[3]}-{t[4] or 'none'}" for t in TRIGGERS])
-def test_observation_raises_what_the_protocol_says(wards, app, clock, scale, items, substances, band,
+def test_observation_raises_what_the_protocol_says(make_ward, app, clock, scale, items, substances, band,
                                                    severity, reason):
-    ward = wards("medically_monitored")
+    ward = make_ward("medically_monitored")
     admission = ward.admit(substances=substances)
     reply = observe(ward.nurse, admission["id"], scale, items)
     assert reply["band"] == band  # the item set lands in the band the case is about
@@ -100,8 +93,8 @@ def test_observation_raises_what_the_protocol_says(wards, app, clock, scale, ite
     assert row.id == escalation["id"] and row.severity == severity
 
 
-def test_single_parameter_3_names_the_parameter(wards):
-    ward = wards()
+def test_single_parameter_3_names_the_parameter(make_ward):
+    ward = make_ward()
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "news2", NEWS2_SINGLE_3)["escalation"]
     assert "single parameter" in escalation["reason"]
@@ -110,8 +103,8 @@ def test_single_parameter_3_names_the_parameter(wards):
 
 # --- 5. deduplication -----------------------------------------------------------------------
 
-def test_two_severe_ciwa_in_a_row_update_one_escalation(wards, app, clock):
-    ward = wards()
+def test_two_severe_ciwa_in_a_row_update_one_escalation(make_ward, app, clock):
+    ward = make_ward()
     admission = ward.admit()
     first = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     clock.advance(minutes=10)
@@ -131,8 +124,8 @@ def test_two_severe_ciwa_in_a_row_update_one_escalation(wards, app, clock):
     assert [e["id"] for e in listed] == [first["id"]]
 
 
-def test_worsening_to_emergency_updates_severity_and_target(wards, app, clock):
-    ward = wards()
+def test_worsening_to_emergency_updates_severity_and_target(make_ward, app, clock):
+    ward = make_ward()
     admission = ward.admit()
     urgent = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(17))["escalation"]
     clock.advance(minutes=12)
@@ -149,8 +142,8 @@ def test_worsening_to_emergency_updates_severity_and_target(wards, app, clock):
     assert len(subjects) == 2 and subjects[1].startswith("[EMERGENCY]")
 
 
-def test_worsening_reopens_an_acknowledged_escalation(wards, app, clock):
-    ward = wards()
+def test_worsening_reopens_an_acknowledged_escalation(make_ward, app, clock):
+    ward = make_ward()
     admission = ward.admit()
     urgent = observe(ward.nurse, admission["id"], "news2", NEWS2_MEDIUM_6)["escalation"]
     clock.advance(minutes=3)
@@ -171,8 +164,8 @@ def test_worsening_reopens_an_acknowledged_escalation(wards, app, clock):
     assert again["status"] == "acknowledged" and parse(again["acknowledged_at"]) == clock.now
 
 
-def test_an_improving_score_does_not_lower_an_open_escalation(wards, app, clock):
-    ward = wards()
+def test_an_improving_score_does_not_lower_an_open_escalation(make_ward, app, clock):
+    ward = make_ward()
     admission = ward.admit()
     emergency = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(22))["escalation"]
     clock.advance(minutes=2)
@@ -181,8 +174,8 @@ def test_an_improving_score_does_not_lower_an_open_escalation(wards, app, clock)
     assert (later["severity"], later["target_minutes"]) == ("emergency", 5)
 
 
-def test_different_causes_are_different_escalations(wards, app):
-    ward = wards()
+def test_different_causes_are_different_escalations(make_ward, app):
+    ward = make_ward()
     admission = ward.admit()
     a = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     b = observe(ward.nurse, admission["id"], "news2", NEWS2_MEDIUM_5)["escalation"]
@@ -190,8 +183,8 @@ def test_different_causes_are_different_escalations(wards, app):
     assert len(escalation_rows(app, admission["id"])) == 2
 
 
-def test_after_resolving_the_same_cause_raises_a_new_escalation(wards, app, clock):
-    ward = wards()
+def test_after_resolving_the_same_cause_raises_a_new_escalation(make_ward, app, clock):
+    ward = make_ward()
     admission = ward.admit()
     first = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     response = ward.gp.post(f"/api/v1/escalations/{first['id']}/resolve",
@@ -203,10 +196,10 @@ def test_after_resolving_the_same_cause_raises_a_new_escalation(wards, app, cloc
     assert [r.status for r in escalation_rows(app, admission["id"])] == ["resolved", "open"]
 
 
-def test_database_allows_one_live_escalation_per_admission_and_cause(wards, app, clock):
+def test_database_allows_one_live_escalation_per_admission_and_cause(make_ward, app, clock):
     from monitoring.models import Escalation
 
-    ward = wards()
+    ward = make_ward()
     admission = ward.admit()
     live = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
     with app.app_context():
@@ -225,10 +218,10 @@ def test_database_allows_one_live_escalation_per_admission_and_cause(wards, app,
 
 # --- 6. missed observations -----------------------------------------------------------------
 
-def test_missed_observation_goes_soon_to_the_nurse_in_charge(wards, app, clock):
+def test_missed_observation_goes_soon_to_the_nurse_in_charge(make_ward, app, clock):
     from monitoring.services import flag_missed_observations
 
-    ward = wards("medically_managed")
+    ward = make_ward("medically_managed")
     admission = ward.admit(substances=("alcohol",))   # CIWA-Ar and NEWS2 due now, hourly at first
     start = clock.now
     with app.app_context():
@@ -257,12 +250,12 @@ def test_missed_observation_goes_soon_to_the_nurse_in_charge(wards, app, clock):
 
 
 def test_an_outage_sweep_opens_one_escalation_per_cause_and_updates_it_for_later_slots(
-        wards, app, clock):
+        make_ward, app, clock):
     # After 3 hours without a sweep, one sweep flags 3 hourly slots of each scale, in bulk:
     # each cause opens one escalation (paged once), and its later slots are steps on it.
     from monitoring.services import flag_missed_observations
 
-    ward = wards("medically_managed")
+    ward = make_ward("medically_managed")
     admission = ward.admit(substances=("alcohol",))   # CIWA-Ar and NEWS2 due now, hourly
     clock.advance(hours=3)
     with app.app_context():
@@ -284,11 +277,11 @@ def test_an_outage_sweep_opens_one_escalation_per_cause_and_updates_it_for_later
     assert len(escalation_rows(app, admission["id"])) == 2
 
 
-def test_a_missed_observation_names_its_due_time_in_uk_local_time(wards, app, clock):
+def test_a_missed_observation_names_its_due_time_in_uk_local_time(make_ward, app, clock):
     from monitoring.services import flag_missed_observations
 
     clock.now = datetime(2025, 7, 1, 12, 0, tzinfo=timezone.utc)   # British Summer Time: 13:00
-    ward = wards("medically_managed")
+    ward = make_ward("medically_managed")
     ward.admit(substances=("alcohol",))
     clock.advance(minutes=16)
     with app.app_context():
@@ -297,11 +290,11 @@ def test_a_missed_observation_names_its_due_time_in_uk_local_time(wards, app, cl
     assert all("due at 13:00 was missed" in reason for reason in reasons), reasons
 
 
-def test_repeated_misses_do_not_duplicate(wards, app, clock):
+def test_repeated_misses_do_not_duplicate(make_ward, app, clock):
     from monitoring.models import MissedObservation
     from monitoring.services import flag_missed_observations
 
-    ward = wards()
+    ward = make_ward()
     admission = ward.admit(substances=("alcohol",))
     clock.advance(minutes=20)
     with app.app_context():
@@ -357,7 +350,7 @@ def sweep_writes(app, unit_code: str, detected_at: datetime) -> dict:
             "messages": messages}
 
 
-def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(wards, app, clock, make_staff):
+def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(make_ward, app, clock, make_staff):
     """After downtime one sweep flags many slots on several units at once: each slot is
     escalated as if alone, in flagging order (a cause's first slot opens its escalation, the
     next ones update it), with each unit's own protocol and paging, and every chain verifies."""
@@ -365,8 +358,8 @@ def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(wards, app
     from monitoring.services import flag_missed_observations
 
     start = clock.now
-    managed = wards("medically_managed")       # a nurse in charge on the rota
-    monitored = wards("medically_monitored")   # no rota: every nurse is paged
+    managed = make_ward("medically_managed")       # a nurse in charge on the rota
+    monitored = make_ward("medically_monitored")   # no rota: every nurse is paged
     for ward in (managed, monitored):
         make_staff(ward.code, "nurse", username=f"{ward.code.lower()}-nurse2",
                    email=f"{ward.code.lower()}-nurse2@example.org")
@@ -449,10 +442,10 @@ def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(wards, app
     ("medically_monitored", NEWS2_MEDIUM_6, "urgent", 30),
     ("medically_managed", NEWS2_HIGH_14, "emergency", 5),
 ])
-def test_unacknowledged_escalation_climbs_the_levels(wards, app, clock, model, items, severity, target):
+def test_unacknowledged_escalation_climbs_the_levels(make_ward, app, clock, model, items, severity, target):
     from monitoring.escalations import re_escalate_due
 
-    ward = wards(model)
+    ward = make_ward(model)
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "news2", items)["escalation"]
     assert escalation["severity"] == severity
@@ -500,10 +493,10 @@ def test_unacknowledged_escalation_climbs_the_levels(wards, app, clock, model, i
     assert recipients.count(ward.email("manager")) == 2   # level 3 and its repeat
 
 
-def test_acknowledged_escalation_stops_re_escalating(wards, app, clock):
+def test_acknowledged_escalation_stops_re_escalating(make_ward, app, clock):
     from monitoring.escalations import re_escalate_due
 
-    ward = wards("medically_monitored")
+    ward = make_ward("medically_monitored")
     admission = ward.admit()
     escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(17))["escalation"]
     raised = clock.now
@@ -520,10 +513,10 @@ def test_acknowledged_escalation_stops_re_escalating(wards, app, clock):
     assert len(outbox_rows(app)) == messages
 
 
-def test_resolved_and_overridden_escalations_do_not_re_escalate(wards, app, clock):
+def test_resolved_and_overridden_escalations_do_not_re_escalate(make_ward, app, clock):
     from monitoring.escalations import re_escalate_due
 
-    ward = wards()
+    ward = make_ward()
     admission = ward.admit(substances=("alcohol",))
     a = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(17))["escalation"]
     b = observe(ward.nurse, admission["id"], "news2", NEWS2_MEDIUM_5)["escalation"]
@@ -538,8 +531,8 @@ def test_resolved_and_overridden_escalations_do_not_re_escalate(wards, app, cloc
 # --- clinical signs: an emergency everywhere ------------------------------------------------
 
 @pytest.mark.parametrize("model", ["medically_managed", "medically_monitored"])
-def test_seizure_is_an_emergency_everywhere(wards, model):
-    ward = wards(model)
+def test_seizure_is_an_emergency_everywhere(make_ward, model):
+    ward = make_ward(model)
     admission = ward.admit()
     response = ward.nurse.post(f"/api/v1/admissions/{admission['id']}/escalations",
                                json={"sign": "seizure", "note": "tonic-clonic, 2 min"},
@@ -550,8 +543,8 @@ def test_seizure_is_an_emergency_everywhere(wards, model):
     assert body["reason"].startswith("Seizure")
 
 
-def test_a_milder_score_does_not_rewrite_why_it_is_an_emergency(wards, app, clock):
-    ward = wards()
+def test_a_milder_score_does_not_rewrite_why_it_is_an_emergency(make_ward, app, clock):
+    ward = make_ward()
     admission = ward.admit()
     first = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(22))["escalation"]
     assert first["severity"] == "emergency"
@@ -564,10 +557,10 @@ def test_a_milder_score_does_not_rewrite_why_it_is_an_emergency(wards, app, cloc
     assert any(s.kind == "updated" and "CIWA-Ar 16" in s.detail for s in steps_of(app, row.id))
 
 
-def test_discharge_resolves_live_escalations_so_nobody_is_paged_for_someone_gone(wards, app, clock):
+def test_discharge_resolves_live_escalations_so_nobody_is_paged_for_someone_gone(make_ward, app, clock):
     from monitoring.escalations import re_escalate_due
 
-    ward = wards()
+    ward = make_ward()
     admission = ward.admit()
     observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))
     response = ward.nurse.post(f"/api/v1/admissions/{admission['id']}/discharge",

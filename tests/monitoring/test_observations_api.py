@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from config.extensions import db
-from monitoring import services
 from monitoring.models import Observation, ObservationSchedule
 from tests.monitoring.helpers import (
     NEWS2_ZERO,
@@ -206,30 +204,30 @@ def test_not_done_retry_is_never_later_than_the_interval(ward, clock):
     assert parse(body["next_due_at"]) == clock.now + timedelta(minutes=15)
 
 
-@pytest.fixture
-def refusal_hook(monkeypatch):
-    calls = []
+def escalations_of(app, admission_id: int) -> list[tuple]:
+    from monitoring.models import Escalation
 
-    def hook(observation, admission, actor, now):
-        calls.append((observation.id, observation.not_done_reason, admission.id, actor.username))
-        return {"severity": "soon", "reason": "refused twice"}
-
-    monkeypatch.setattr(services, "refusal_hooks", [hook])
-    return calls
+    with app.app_context():
+        return list(db.session.execute(
+            sa.select(Escalation.trigger, Escalation.severity, Escalation.source_id)
+            .where(Escalation.admission_id == admission_id).order_by(Escalation.id)).all())
 
 
-def test_a_second_refusal_in_a_row_calls_the_refusal_hooks(ward, clock, refusal_hook):
+def test_a_second_refusal_in_a_row_escalates_and_the_reply_says_so(app, ward, clock):
     admission = ward.admit()
     first = post_observation(ward.nurse, admission["id"], {"scale": "ciwa-ar", "not_done_reason": "refused"})
-    assert first.get_json()["escalation"] is None and refusal_hook == []
+    assert first.get_json()["escalation"] is None and escalations_of(app, admission["id"]) == []
     clock.advance(minutes=30)
     second = post_observation(ward.nurse, admission["id"], {"scale": "ciwa-ar", "not_done_reason": "refused"})
     assert second.status_code == 201
-    assert second.get_json()["escalation"] == {"severity": "soon", "reason": "refused twice"}
-    assert refusal_hook == [(second.get_json()["id"], "refused", admission["id"], ward.usernames["nurse"])]
+    escalation = second.get_json()["escalation"]
+    assert (escalation["trigger"], escalation["severity"], escalation["source_type"]) == \
+        ("repeated_refusal", "soon", "observation")
+    assert escalation["reason"] == "CIWA-AR refused twice in a row"
+    assert escalations_of(app, admission["id"]) == [("repeated_refusal", "soon", second.get_json()["id"])]
 
 
-def test_refusals_not_in_a_row_do_not_escalate(ward, clock, refusal_hook):
+def test_refusals_not_in_a_row_do_not_escalate(app, ward, clock):
     admission = ward.admit()
     reasons = ["refused", "asleep", "refused"]
     for reason in reasons:
@@ -238,10 +236,10 @@ def test_refusals_not_in_a_row_do_not_escalate(ward, clock, refusal_hook):
     record(ward.nurse, admission["id"], "ciwa-ar", ciwa(2))
     clock.advance(minutes=5)
     post_observation(ward.nurse, admission["id"], {"scale": "ciwa-ar", "not_done_reason": "refused"})
-    assert refusal_hook == []
+    assert escalations_of(app, admission["id"]) == []
     # Another scale's refusal does not count towards this one.
     post_observation(ward.nurse, admission["id"], {"scale": "news2", "not_done_reason": "refused"})
-    assert refusal_hook == []
+    assert escalations_of(app, admission["id"]) == []
 
 
 # --------------------------------------------------------------------------- listing

@@ -222,3 +222,17 @@ def test_striking_on_the_tablet_leads_to_the_correction_linked_to_it(app, ward, 
     assert ward.nurse.get(f"/admissions/{admission['id']}/observe/news2?replaces={wrong.id}").status_code == 404
     for nonsense in ("²", "abc", str(10**22)):  # "²".isdigit() is true, but it is no id
         assert ward.nurse.get(f"{url}?replaces={nonsense}").status_code == 404
+
+
+@pytest.mark.parametrize("extra, shown", [
+    ({"note": "x" * 2001}, "Note: Longer than maximum length 2000."),
+    ({"not_done_reason": "bored"}, "Not done reason: Must be one of: asleep, refused, off_unit, other."),
+])
+def test_the_form_is_loaded_by_the_apis_schema(app, ward, extra, shown):
+    """The form's note and not-done reason pass the same checks as the API's (ObservationIn)."""
+    admission = ward.admit()
+    _, csrf, key = form_page(ward.nurse, admission["id"], "ciwa-ar")
+    response = ward.nurse.post(f"/admissions/{admission['id']}/observe/ciwa-ar", data=ciwa_form(3, csrf, key, **extra))
+    assert response.status_code == 422
+    assert shown in response.get_data(as_text=True)
+    assert observations(app, admission["id"]) == []

@@ -2,8 +2,8 @@
 what is refused before it is stored, a unit recording, scheduling and escalating by its own
 bands, the API and CLI that adopt it, and the tablet form scoring live with the unit's bands.
 
-Bands, totals and intervals are written out here by hand (CLINICAL.md), never read back from
-the code under test.
+Bands, totals and intervals are written out here by hand (docs/clinical-rules.md), never read
+back from the code under test.
 """
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ from config.extensions import db
 from tests.monitoring.escalation_support import (
     NEWS2_HIGH_7,
     NEWS2_HIGH_14,
-    build_ward,
     ciwa,
     cows,
     observe,
 )
 from tests.monitoring.helpers import assert_problem, row_counts
 
-# CLINICAL.md s1 default bands, as GET /unit/protocol shows them before any change.
+# docs/clinical-rules.md s1 default bands, as GET /unit/protocol shows them before any change.
 CIWA_DEFAULT = [{"code": "minimal", "label": "Minimal", "low": 0, "high": 7},
                 {"code": "moderate", "label": "Moderate", "low": 8, "high": 15},
                 {"code": "severe", "label": "Severe", "low": 16, "high": 67}]
@@ -40,11 +39,6 @@ NEWS2_OWN = [{"code": "low", "label": "Low", "low": 0, "high": 4},
 
 def bands(*spans, codes=("minimal", "moderate", "severe")) -> list[dict]:
     return [{"code": code, "low": low, "high": high} for code, (low, high) in zip(codes, spans)]
-
-
-@pytest.fixture
-def ward(app, make_unit, make_staff, login, admit):
-    return build_ward(app, make_unit, make_staff, login, admit, "medically_monitored", True)
 
 
 def adopt(client, section: str, values: dict, reason: str = "Local protocol", key: str | None = None):

@@ -1,7 +1,7 @@
-"""monitoring.scales against CLINICAL.md sections 1 and 2.
+"""monitoring.scales against docs/clinical-rules.md sections 1 and 2.
 
-Every expected key, value, band and threshold below is copied from CLINICAL.md by hand, never
-read from the definitions under test, so a slip in a definition fails here.
+Every expected key, value, band and threshold below is copied from docs/clinical-rules.md by
+hand, never read from the definitions under test, so a slip in a definition fails here.
 """
 from __future__ import annotations
 
@@ -18,15 +18,12 @@ from monitoring.scales import (
     Band,
     ScaleValidationError,
     UnknownScale,
-    default_interval_minutes,
     get_scale,
-    grace_minutes,
-    news2_monitoring_minutes,
 )
 
 REQUIRED = "Missing data for required field."
 
-# ----------------------------------------------------------------------- CLINICAL.md s1, literally
+# ------------------------------------------------------- docs/clinical-rules.md s1, literally
 
 ZERO_TO_7 = [0, 1, 2, 3, 4, 5, 6, 7]
 ZERO_TO_4 = [0, 1, 2, 3, 4]
@@ -182,7 +179,7 @@ def test_choice_items_and_values_exposed(code: str) -> None:
 
 
 @pytest.mark.parametrize(("code", "key", "value", "words"), [
-    # CLINICAL.md s1 anchors
+    # docs/clinical-rules.md s1 anchors
     ("ciwa-ar", "nausea_vomiting", 0, "no nausea and no vomiting"),
     ("ciwa-ar", "nausea_vomiting", 7, "constant nausea"),
     ("ciwa-ar", "tremor", 1, "felt"),
@@ -357,7 +354,7 @@ def test_ciwa_emergency_threshold_is_a_constant_not_a_band() -> None:
     assert get_scale("ciwa-ar").score(with_total("ciwa-ar", 20)).band == "severe"
 
 
-# Unit protocol overrides; CLINICAL.md s1 CIWA-Ar:
+# Unit protocol overrides; docs/clinical-rules.md s1 CIWA-Ar:
 # "Others: severe from 15; minimal up to 10; US 10-18 / 19+".
 CIWA_US = [Band("minimal", "Minimal", 0, 9), Band("moderate", "Moderate", 10, 18),
            Band("severe", "Severe", 19, 67)]
@@ -544,7 +541,7 @@ def test_news2_risk(changes: dict[str, Any], total: int, risk: str) -> None:
     assert (result.total, result.risk, result.band) == (total, risk, risk)
 
 
-# CLINICAL.md s1 worked checks: RR, SpO2, scale, oxygen, SBP, pulse, ACVPU, temperature.
+# docs/clinical-rules.md s1 worked checks: RR, SpO2, scale, oxygen, SBP, pulse, ACVPU, temperature.
 NEWS2_WORKED_CHECKS = [
     (18, 97, 1, False, 128, 88, "A", 37.2, 0, "low"),
     (22, 96, 1, False, 150, 112, "A", 37.9, 4, "low"),
@@ -664,67 +661,3 @@ def test_parse_form_bad_strings_still_refused(key: str, text: str) -> None:
     scale = get_scale("news2")
     form = {k: str(v) for k, v in NEWS2_BASE.items()} | {"supplemental_oxygen": "false", key: text}
     assert list(errors_of("news2", scale.parse_form(form))) == [key]
-
-
-# ---------------------------------------------------------------------- schedules (CLINICAL.md s2)
-
-@pytest.mark.parametrize(("risk", "total", "minutes"), [
-    ("low", 0, 720), ("low", 1, 240), ("low", 4, 240), ("low-medium", 3, 60),
-    ("low-medium", 4, 60), ("medium", 5, 60), ("medium", 6, 60), ("high", 7, 15),
-    ("high", 20, 15),
-])
-def test_news2_monitoring_minutes(risk: str, total: int, minutes: int) -> None:
-    assert news2_monitoring_minutes(risk, total) == minutes
-
-
-@pytest.mark.parametrize(("code", "band", "streak", "total", "minutes"), [
-    ("ciwa-ar", "severe", 0, None, 60),
-    ("ciwa-ar", "moderate", 0, None, 120),
-    ("ciwa-ar", "moderate", 5, None, 120),
-    ("ciwa-ar", "minimal", 0, None, 240),
-    ("ciwa-ar", "minimal", 2, None, 240),
-    ("ciwa-ar", "minimal", 3, None, 480),
-    ("ciwa-ar", "minimal", 7, None, 480),
-    ("cows", "severe", 0, None, 60),
-    ("cows", "moderately_severe", 0, None, 60),
-    ("cows", "moderate", 0, None, 120),
-    ("cows", "mild", 0, None, 240),
-    ("cows", "none", 3, None, 240),
-    ("gmaws", "severe", 0, None, 60),
-    ("gmaws", "moderate", 0, None, 120),
-    ("gmaws", "mild", 0, None, 120),
-    ("sows", "none", 0, None, 240),
-    ("sows", "mild", 0, None, 240),
-    ("sows", "moderate", 0, None, 240),
-    ("sows", "severe", 0, None, 240),
-    ("news2", "low", 0, 0, 720),
-    ("news2", "low", 0, 3, 240),
-    ("news2", "low", 0, None, 240),  # without the total, the safer 4 h
-    ("news2", "low-medium", 0, 3, 60),
-    ("news2", "medium", 0, 5, 60),
-    ("news2", "high", 0, 9, 15),
-])
-def test_default_interval_minutes(code: str, band: str, streak: int, total: int | None,
-                                  minutes: int) -> None:
-    assert default_interval_minutes(code, band, streak, total=total) == minutes
-
-
-def test_interval_refuses_unknown_scale_and_band() -> None:
-    with pytest.raises(UnknownScale):
-        default_interval_minutes("sadq", "mild")
-    with pytest.raises(ValueError):
-        default_interval_minutes("ciwa-ar", "mild")
-    with pytest.raises(ValueError):
-        news2_monitoring_minutes("severe", 3)
-
-
-@pytest.mark.parametrize(("interval", "grace"), [
-    (15, 15), (60, 15), (61, 30), (120, 30), (240, 30), (480, 30), (720, 30),
-])
-def test_grace_minutes(interval: int, grace: int) -> None:
-    assert grace_minutes(interval) == grace
-
-
-def test_grace_refuses_non_positive_interval() -> None:
-    with pytest.raises(ValueError):
-        grace_minutes(0)

@@ -24,7 +24,7 @@ def test_every_scale_is_listed_with_items_allowed_values_and_descriptors(ward):
     ciwa_items = {i["key"]: i for i in scales["ciwa-ar"]["items"]}
     assert tuple(ciwa_items) == CIWA_KEYS
     assert [c["value"] for c in ciwa_items["orientation"]["choices"]] == [0, 1, 2, 3, 4]
-    # Descriptors (CLINICAL.md s1 anchors) travel with the values.
+    # Descriptors (docs/clinical-rules.md s1 anchors) travel with the values.
     nausea = {c["value"]: c["label"] for c in ciwa_items["nausea_vomiting"]["choices"]}
     assert "vomiting" in nausea[7].lower() and nausea[0].lower().startswith("no")
     cows = {i["key"]: i for i in scales["cows"]["items"]}

@@ -1,5 +1,6 @@
-"""Observation schedules (CLINICAL.md s2): set at admission, adapting to the last band, changed
-by nurses and doctors, every change kept as a ScheduleChange row and in the audit trail."""
+"""Observation schedules (docs/clinical-rules.md s2): set at admission, adapting to the last
+band, changed by nurses and doctors, every change kept as a ScheduleChange row and in the audit
+trail."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -8,14 +8,14 @@ import pytest
 import sqlalchemy as sa
 
 from config.extensions import db
-from monitoring import services
+from monitoring import escalations, services
 from monitoring.models import MissedObservation, ObservationSchedule
 from tests.monitoring.helpers import NEWS2_ZERO, ciwa, key, parse, post_observation, record
 from unit.models import AuditEvent
 
 
 def grace_for(interval_minutes: int) -> int:
-    """CLINICAL.md s2: missed after 15 minutes for intervals of 1 h or less, else 30."""
+    """docs/clinical-rules.md s2: missed after 15 minutes for intervals of 1 h or less, else 30."""
     return 15 if interval_minutes <= 60 else 30
 
 
@@ -31,10 +31,10 @@ def expected_slots(first_due: datetime, interval_minutes: int, now: datetime) ->
 
 @pytest.fixture
 def missed_hook(monkeypatch):
-    """Record what the sweep hands to the missed hooks (escalation fills them in the app)."""
+    """Record what the sweep hands to escalation (instead of escalating)."""
     calls = []
-    monkeypatch.setattr(services, "missed_hooks",
-                        [lambda rows, now: calls.extend((row.id, row.due_at, now) for row in rows)])
+    monkeypatch.setattr(escalations, "escalate_missed",
+                        lambda rows, now: calls.extend((row.id, row.due_at, now) for row in rows))
     return calls
 
 
