@@ -31,6 +31,7 @@ class ReportSchema(Schema):
     unit = fields.Dict()
     period = fields.Dict()
     model_history = fields.List(fields.Dict())
+    protocol_versions = fields.List(fields.Dict())
     admissions = fields.Dict()
     observations = fields.Dict()
     escalations = fields.Dict()

@@ -17,6 +17,8 @@ from medication.report import medication_section
 from monitoring.report import escalations_section, observations_section
 from unit.audit import verify_chain
 from unit.models import Staff
+from unit.protocol import protocol_versions
+from unit.referrals import doctor_overrides, re_referrals
 from unit.report import admissions_section, model_history
 
 DEFAULT_DAYS = 30
@@ -58,7 +60,10 @@ def build_report(actor: Staff, start: datetime, end: datetime, now: datetime) ->
         "period": {"from": start.isoformat(), "to": end.isoformat(), "generated_at": now.isoformat(),
                    "generated_by": actor.username, "timezone": str(zone)},
         "model_history": history,
-        "admissions": admissions_section(unit, start, end),
+        "protocol_versions": protocol_versions(unit.id, start, end),
+        "admissions": {**admissions_section(unit, start, end),
+                       "doctor_overrides": doctor_overrides(unit.id, start, end),
+                       "re_referrals": re_referrals(unit.id, start, end)},
         "observations": observations_section(unit, start, end, zone),
         "escalations": escalations_section(unit, start, end, history, now),
         "medication": medication_section(unit, start, end, now),
@@ -79,6 +84,16 @@ def tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]
     return {
         "model_history": (["model", "effective_at", "changed_by", "reason"],
                           [[h["model"], h["effective_at"], h["changed_by"] or "", h["reason"]] for h in report["model_history"]]),
+        "protocol_versions": (["version", "in_force_from", "sections", "reason", "proposed_by", "approved_by"],
+                              [[v["version"], v["in_force_from"], "; ".join(v["sections"]), v["reason"],
+                                v["proposed_by"] or "", v["approved_by"] or ""] for v in report["protocol_versions"]]),
+        "doctor_overrides": (["admission_id", "resident", "admitted_at", "criteria", "reason", "doctor"],
+                             [[o["admission_id"], o["resident"], o["admitted_at"], "; ".join(o["criteria"]),
+                               o["reason"], o["doctor"]] for o in adm["doctor_overrides"]]),
+        "re_referrals": (["referral_id", "resident", "decided_at", "decision", "previous_decline_id", "changes"],
+                         [[r["referral_id"], r["resident"], r["decided_at"], r["decision"], r["previous_decline_id"],
+                           "; ".join(f"{c['field']}: {c['before']} -> {c['after']} ({c['reason'] or 'no reason'})"
+                                     for c in r["changes"])] for r in adm["re_referrals"]]),
         "admissions": (["measure", "value"],
                        [["admitted", adm["admitted"]], ["declined", adm["declined"]],
                         ["high_risk_admitted", adm["high_risk_admitted"]],
@@ -151,6 +166,9 @@ def to_zip(report: dict[str, Any]) -> bytes:
 TITLES = {"prn_per_resident": "PRN doses per resident", "cd_register": "Controlled-drug register",
           "high_risk_admissions": "High-risk admissions (criteria met, admitted)",
           "declined_referrals": "Declined referrals (criteria met)",
+          "protocol_versions": "Protocol versions (proposed by, approved by)",
+          "doctor_overrides": "Admitted on a doctor's override (hospital recommended or under 16)",
+          "re_referrals": "Re-referrals within 30 days of a decline",
           "uncountersigned_phone_orders": "Phone orders not countersigned in time",
           "worst_late_observations": "Late observations, worst first"}
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")

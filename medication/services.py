@@ -49,7 +49,7 @@ from monitoring.scales import get_scale
 from monitoring.services import settings_for as monitoring_settings
 from monitoring.services import unit_bands
 from unit.audit import record_event
-from unit.auth import check_password
+from unit.auth import CLINICAL_STAFF, PRESCRIBERS, check_password
 from unit.models import Admission, Staff
 from unit.services import active_admission, get_admission, model_at, protocol_settings
 
@@ -65,7 +65,6 @@ MEDICATION_DEFAULTS: dict[str, Any] = {
     "hold_pulse_at_or_below": 50,             # lofexidine: hold for bradycardia
     "hold_news2_max_age_hours": 12,
 }
-PRESCRIBERS = ("doctor", "gp")
 
 
 def settings_for(unit_id: int) -> dict[str, Any]:
@@ -524,7 +523,7 @@ def record_administration(actor: Staff, order_id: int, *, outcome: str, dose_mg:
                           reason: str | None, note: str | None, witness: dict | None,
                           scheduled_dose_id: int | None, now: datetime) -> Given:
     """Record a dose on the eMAR after every safety check; a refusal says why and is kept."""
-    if actor.role not in ("nurse", "doctor", "gp", "manager"):
+    if actor.role not in CLINICAL_STAFF:
         raise Forbidden("Only clinical staff record doses.")
     order = get_order(actor, order_id, lock=True)
     admission = db.session.get(Admission, order.admission_id)
@@ -674,7 +673,7 @@ def record_register_entry(actor: Staff, drug_code: str, *, kind: str, amount_mg:
                           witness: dict | None, supplier: str | None, reference: str | None,
                           corrects_id: int | None, note: str | None, now: datetime) -> CDRegisterEntry:
     """Receipts, returns, destructions and corrections; witnessed where the rules say so."""
-    if actor.role not in ("nurse", "doctor", "gp", "manager"):
+    if actor.role not in CLINICAL_STAFF:
         raise Forbidden("Only clinical staff write in the register.")
     drug = drug_or_invalid(drug_code)
     if not drug.register:

@@ -93,8 +93,9 @@ class Ward:
     admitted: list = field(default_factory=list)
 
     def __getattr__(self, role: str):
-        if role in ROLES:
-            return self.clients[role]
+        clients = self.__dict__.get("clients", {})
+        if role in clients:
+            return clients[role]
         raise AttributeError(role)
 
     def admit(self, **kw) -> dict:
