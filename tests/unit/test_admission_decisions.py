@@ -100,6 +100,10 @@ def test_a_nurse_or_manager_cannot_record_an_override(app, signed_in):
         body = assert_problem(post(clients[role], {**referral(**HOSPITAL), "override_reason": OVERRIDE}),
                               403, "override-not-permitted")
         assert "override_reason" in body["errors"]
+        # The preview does not count their reason either.
+        check = clients[role].post("/api/v1/referrals/check",
+                                   json={**referral(**HOSPITAL), "override_reason": OVERRIDE}).get_json()
+        assert check["decision"] == "declined"
     assert writes_between(before, row_counts(app)) == {}
 
 

@@ -77,3 +77,28 @@ def test_the_clinical_lead_records_observations_doses_and_schedules(lead_unit):
     changed = lead.post(f"/api/v1/schedules/{ciwa_schedule['id']}",
                         json={"max_interval_minutes": 60, "reason": "New tremor on the ward round"})
     assert changed.status_code == 200, changed.get_json()
+
+
+def test_a_gap_in_the_clinical_leads_rota_pages_the_clinical_lead(app, clock, make_unit, make_staff,
+                                                                  login, admit):
+    """HAZ-032: an escalation that climbs to the clinical lead's level with nobody on that
+    rota pages every clinical lead of the unit (and the managers), not the managers alone."""
+    from monitoring.escalations import re_escalate_due
+    from tests.monitoring.escalation_support import NEWS2_HIGH_14, outbox_rows
+
+    app.config.update(SESSION_IDLE_TIMEOUT=timedelta(days=30), SESSION_ABSOLUTE_TIMEOUT=timedelta(days=60))
+    code = make_unit(model="medically_monitored")
+    nurse = login(make_staff(code, "nurse", email="nurse@unit.test"))
+    for role in ("gp", "manager", "clinical_lead"):
+        make_staff(code, role, email=f"{role}@unit.test")
+    admission = admit(nurse, name="Climbing Escalation")
+    reply = nurse.post(f"/api/v1/admissions/{admission['id']}/observations",
+                       json={"scale": "news2", "items": NEWS2_HIGH_14})
+    escalation = reply.get_json()["escalation"]
+    assert escalation["severity"] == "emergency"  # target 5 minutes
+    raised = clock.now
+    with app.app_context():
+        assert [e.id for e in re_escalate_due(raised + timedelta(minutes=6))] == [escalation["id"]]
+        assert [e.id for e in re_escalate_due(raised + timedelta(minutes=12))] == [escalation["id"]]
+    recipients = [m.recipient_address for m in outbox_rows(app, escalation["id"])]
+    assert "clinical_lead@unit.test" in recipients and "manager@unit.test" in recipients

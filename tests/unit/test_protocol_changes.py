@@ -143,6 +143,28 @@ def test_a_rejected_proposal_changes_nothing_and_keeps_its_reason(app, unit):
     assert audit_rows(app, unit.code)[-1][1:] == ("protocol.reject", "clinical_lead")
 
 
+def test_the_services_refuse_an_approver_who_is_not_the_clinical_lead(app, unit, clock):
+    """HAZ-031: the services check the approver too (the command line and any other caller,
+    not only the API's role check): a doctor cannot approve or be named as approver."""
+    from config.errors import Forbidden
+    from unit.models import Staff
+    from unit.protocol import approve_protocol_proposal, reject_protocol_proposal, update_protocol
+
+    proposal = proposed(unit, "monitoring", {"not_done_retry_minutes": 20})
+    before = row_counts(app)
+    with app.app_context():
+        manager, doctor = (db.session.scalars(sa.select(Staff).where(Staff.username == unit.usernames[role])).one()
+                           for role in ("manager", "doctor"))
+        with pytest.raises(Forbidden):
+            approve_protocol_proposal(doctor, proposal["id"], now=clock())
+        with pytest.raises(Forbidden):
+            reject_protocol_proposal(doctor, proposal["id"], reason="Not mine to decide", now=clock())
+        with pytest.raises(Forbidden):
+            update_protocol(manager, section="monitoring", values={"not_done_retry_minutes": 25},
+                            reason="Named a doctor", approved_by=doctor, now=clock())
+    assert writes_between(before, row_counts(app)) == {}
+
+
 def test_another_units_proposal_is_not_found(app, team, unit):
     """HAZ-031: a clinical lead decides only their own unit's proposals."""
     proposal = proposed(unit, "monitoring", {"not_done_retry_minutes": 20})
