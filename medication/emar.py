@@ -32,6 +32,7 @@ from monitoring.scales import get_scale
 from monitoring.schemas import EscalationSchema
 from monitoring.settings import monitoring_settings, unit_bands
 from unit.audit import record_event
+from unit.auth import CLINICAL_STAFF
 from unit.models import Admission, Staff
 from unit.services import get_admission
 
@@ -209,7 +210,7 @@ def record_administration(actor: Staff, order_id: int, *, outcome: str, dose_mg:
                           reason: str | None, note: str | None, witness: dict | None,
                           scheduled_dose_id: int | None, now: datetime) -> Given:
     """Record a dose on the eMAR after every safety check; a refusal says why and is kept."""
-    if actor.role not in ("nurse", "doctor", "gp", "manager"):
+    if actor.role not in CLINICAL_STAFF:
         raise Forbidden("Only clinical staff record doses.")
     order = get_order(actor, order_id, lock=True)
     admission = db.session.get(Admission, order.admission_id)

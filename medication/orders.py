@@ -28,10 +28,10 @@ from medication.settings import medication_settings
 from monitoring.escalations import Trigger, raise_escalation
 from monitoring.scales import get_scale
 from unit.audit import record_event
+from unit.auth import PRESCRIBERS
 from unit.models import Admission, Staff
 from unit.services import active_admission, get_admission, model_at
 
-PRESCRIBERS = ("doctor", "gp")
 
 
 # --- the prescribing rules, one check per order kind -----------------------------------------

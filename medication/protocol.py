@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from medication.settings import MEDICATION_DEFAULTS
+from unit.envelope import no_looser_than_default
 from unit.services import ProtocolSection
 
 # Bounds of a unit's own value (inclusive): wide enough for any local protocol, narrow enough
@@ -47,6 +48,14 @@ def check_medication(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return values, errors
 
 
+# The safety envelope (docs/clinical-rules.md s5): the sedation holds may be tightened, never
+# loosened. A new hold setting registers its bound here the same way.
+MEDICATION_BOUNDS = (
+    no_looser_than_default("hold_respiration_at_or_below", MEDICATION_DEFAULTS, tighter="higher",
+                           unit="breaths a minute"),
+    no_looser_than_default("hold_consciousness", MEDICATION_DEFAULTS, tighter="more"),
+)
+
 SECTIONS: dict[str, ProtocolSection] = {
-    "medication": ProtocolSection(MEDICATION_DEFAULTS, check_medication),
+    "medication": ProtocolSection(MEDICATION_DEFAULTS, check_medication, bounds=MEDICATION_BOUNDS),
 }

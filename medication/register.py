@@ -16,7 +16,7 @@ from medication.drugs import DRUGS, Drug, drug_or_invalid
 from medication.errors import RegisterInvalid, WitnessInvalid
 from medication.models import CDRegisterEntry
 from unit.audit import record_event
-from unit.auth import check_password
+from unit.auth import CLINICAL_STAFF, check_password
 from unit.models import Staff
 
 
@@ -80,7 +80,7 @@ def record_register_entry(actor: Staff, drug_code: str, *, kind: str, amount_mg:
                           witness: dict | None, supplier: str | None, reference: str | None,
                           corrects_id: int | None, note: str | None, now: datetime) -> CDRegisterEntry:
     """Receipts, returns, destructions and corrections; witnessed where the rules say so."""
-    if actor.role not in ("nurse", "doctor", "gp", "manager"):
+    if actor.role not in CLINICAL_STAFF:
         raise Forbidden("Only clinical staff write in the register.")
     drug = drug_or_invalid(drug_code)
     if not drug.register:

@@ -27,6 +27,7 @@ from monitoring.rota import DUTY_LABELS, on_duty
 from monitoring.scales import Band, get_scale
 from monitoring.settings import escalation_settings, monitoring_settings, unit_bands
 from unit.audit import record_event
+from unit.auth import CLINICAL_LEADS
 from unit.models import Admission, Staff
 from unit.services import active_admission, load_protocols, model_at, models_at
 
@@ -233,7 +234,7 @@ def duty_for_level(escalation: Escalation, level: int) -> str:
 
 FALLBACK_ROLES = {"on_site_doctor": ("doctor",), "visiting_gp": ("gp",),
                   "nurse_in_charge": ("nurse",), "second_on_call": ("doctor", "gp"),
-                  "clinical_lead": ("manager",)}
+                  "clinical_lead": ("clinical_lead", "manager")}
 
 
 Recipient = tuple[Staff | None, str | None]  # a member of staff or a rota contact, and the address
@@ -471,15 +472,17 @@ def _load(actor: Staff, escalation_id: int) -> Escalation:
 
 
 def may_answer(actor: Staff, escalation: Escalation) -> bool:
-    """The routed role (doctor on a managed unit, GP on a monitored one) or a manager."""
-    return actor.role == "manager" or actor.role in ROUTE_ROLES[escalation.route]
+    """The routed role (doctor on a managed unit, GP on a monitored one), the clinical lead
+    (a doctor, the last level of the paging policy) or a manager."""
+    return (actor.role == "manager" or actor.role in CLINICAL_LEADS
+            or actor.role in ROUTE_ROLES[escalation.route])
 
 
 def _check_answerer(actor: Staff, escalation: Escalation) -> None:
     if not may_answer(actor, escalation):
         who = " or ".join(sorted(ROUTE_ROLES[escalation.route]))
         raise Forbidden(f"This escalation went to the {DUTY_LABELS[escalation.route]}: only a "
-                        f"{who} or a manager may answer it.")
+                        f"{who}, the clinical lead or a manager may answer it.")
 
 
 @unit_of_work

@@ -12,13 +12,14 @@ from typing import Any
 from monitoring.escalations import SEVERITY_RANK
 from monitoring.rota import DUTY_LABELS
 from monitoring.scales import CIWA_AR, SCALES, Band, Scale, check_bands, get_scale
-from monitoring.schedules import NEWS2_RISKS
+from monitoring.schedules import NEWS2_RISKS, default_interval_minutes
 from monitoring.settings import (
     ESCALATION_DEFAULTS,
     MONITORING_DEFAULTS,
     monitoring_settings,
     unit_bands,
 )
+from unit.envelope import at_most
 from unit.services import ProtocolSection
 
 Errors = dict[str, list[str]]
@@ -185,9 +186,61 @@ def shown_monitoring(settings: dict[str, Any]) -> dict[str, Any]:
                                   for code, scale in SCALES.items()}}
 
 
+# --- the safety envelope: bounds no unit crosses (docs/clinical-rules.md s2, s3) --------------
+
+MONITORING_BOUNDS = (
+    at_most("intervals.news2.high", 30, "minutes"),
+    at_most("intervals.news2.medium", 60, "minutes"),
+    at_most("intervals.news2.low-medium", 60, "minutes"),
+    at_most("intervals.ciwa-ar.severe", 60, "minutes"),
+    at_most("intervals.cows.moderately_severe", 60, "minutes"),
+    at_most("intervals.cows.severe", 60, "minutes"),
+)
+ESCALATION_BOUNDS = (
+    at_most("targets.emergency", 15, "minutes"),
+    at_most("targets.urgent", 60, "minutes"),
+    at_most("ciwa_emergency_total", 25),
+)
+
+
+def intervals_never_lengthen(settings: dict[str, Any]) -> Errors:
+    """s2: no band's interval is longer than a less severe band's of the same scale (each
+    interval the unit's own or the default; NEWS2 low at its shorter default, 4 hours)."""
+    errors: Errors = {}
+    for code in SCALES:
+        own = settings["intervals"].get(code, {})
+        bands = _interval_bands(code)
+        minutes = {band: own.get(band) or default_interval_minutes(code, band) for band in bands}
+        for rank, band in enumerate(bands[1:], start=1):
+            milder = min(bands[:rank], key=lambda b: minutes[b])
+            if minutes[band] > minutes[milder]:
+                errors[f"intervals.{code}.{band}"] = [
+                    f"At most {minutes[milder]} minutes, the interval for {milder}: observation "
+                    f"intervals never lengthen as severity rises (docs/clinical-rules.md s2); "
+                    f"{minutes[band]} would be in force."]
+    return errors
+
+
+def targets_never_lengthen(settings: dict[str, Any]) -> Errors:
+    """s3: a more severe escalation's acknowledgement target is never longer than a milder one's."""
+    targets = settings["targets"]
+    by_rank = sorted(SEVERITY_RANK, key=SEVERITY_RANK.get)  # soon, urgent, emergency
+    errors: Errors = {}
+    for rank, severity in enumerate(by_rank[1:], start=1):
+        milder = min(by_rank[:rank], key=lambda s: targets[s])
+        if targets[severity] > targets[milder]:
+            errors[f"targets.{severity}"] = [
+                f"At most {targets[milder]} minutes, the {milder} target: acknowledgement targets "
+                f"never lengthen as severity rises (docs/clinical-rules.md s3); "
+                f"{targets[severity]} would be in force."]
+    return errors
+
+
 SECTIONS: dict[str, ProtocolSection] = {
-    "monitoring": ProtocolSection(MONITORING_DEFAULTS, check_monitoring, shown_monitoring),
-    "escalation": ProtocolSection(ESCALATION_DEFAULTS, check_escalation),
+    "monitoring": ProtocolSection(MONITORING_DEFAULTS, check_monitoring, shown_monitoring,
+                                  bounds=MONITORING_BOUNDS, envelope=intervals_never_lengthen),
+    "escalation": ProtocolSection(ESCALATION_DEFAULTS, check_escalation,
+                                  bounds=ESCALATION_BOUNDS, envelope=targets_never_lengthen),
 }
 
 

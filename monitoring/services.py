@@ -34,6 +34,7 @@ from monitoring.scales import Scale, ScaleValidationError, ScoreResult, UnknownS
 from monitoring.schedules import grace_minutes, minimal_streak, protocol_interval
 from monitoring.settings import monitoring_settings, unit_bands
 from unit.audit import record_event
+from unit.auth import CLINICAL_STAFF
 from unit.models import Admission, Staff
 from unit.services import active_admission, age_today, get_admission
 
@@ -138,7 +139,7 @@ def add_schedule(actor: Staff, admission_id: int, *, scale: str, max_interval_mi
 def change_schedule(actor: Staff, schedule_id: int, *, max_interval_minutes: int | None,
                     active: bool | None, reason: str, now: datetime) -> ObservationSchedule:
     """Set "at least every N minutes" (the protocol may still ask sooner), or stop/restart."""
-    if actor.role not in ("nurse", "doctor", "gp", "manager"):
+    if actor.role not in CLINICAL_STAFF:
         raise Forbidden("Only clinical staff may change observation schedules.")
     schedule = db.session.get(ObservationSchedule, schedule_id)
     if schedule is None or schedule.unit_id != actor.unit_id:

@@ -242,12 +242,36 @@ def ward(make_ward) -> Ward:
 
 def referral(name: str = "Alex Example", dob: str = "1980-05-17", substances=("alcohol",),
              nhs_number: str | None = None, **assessment) -> dict:
-    """A referral body for POST /api/v1/admissions."""
+    """A referral body for POST /api/v1/admissions. An opioid referral says what the person
+    uses now (heroin, unless the test says otherwise); ``None`` leaves a field out."""
     resident = {"name": name, "date_of_birth": dob}
     if nhs_number is not None:
         resident["nhs_number"] = nhs_number
-    return {"resident": resident, "substances": list(substances),
-            "assessment": {**ASSESSMENT_OK, **assessment}}
+    if "opioids" in substances:
+        assessment.setdefault("current_opioids", ["heroin"])
+    assessment = {key: value for key, value in {**ASSESSMENT_OK, **assessment}.items()
+                  if value is not None}
+    return {"resident": resident, "substances": list(substances), "assessment": assessment}
+
+
+def propose_protocol(manager, section: str, values: dict, reason: str = "Local protocol",
+                     key: str | None = None):
+    """POST /api/v1/unit/protocol as the manager (a proposal); the response."""
+    headers = {"Idempotency-Key": key} if key is not None else None
+    return manager.post("/api/v1/unit/protocol", json={"section": section, "values": values,
+                                                       "reason": reason}, headers=headers)
+
+
+def adopt_protocol(manager, clinical_lead, section: str, values: dict,
+                   reason: str = "Local protocol") -> dict:
+    """A protocol change proposed by the manager and approved by the clinical lead, through
+    the API (asserts 202, then 201); the protocol now in force."""
+    proposed = propose_protocol(manager, section, values, reason)
+    assert proposed.status_code == 202, proposed.get_json()
+    proposal_id = proposed.get_json()["proposal"]["id"]
+    approved = clinical_lead.post(f"/api/v1/unit/protocol/proposals/{proposal_id}/approve")
+    assert approved.status_code == 201, approved.get_json()
+    return approved.get_json()
 
 
 @pytest.fixture

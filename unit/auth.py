@@ -17,9 +17,15 @@ from config.errors import Throttled, Unauthorized
 from config.extensions import db
 from unit.models import LoginAttempt, Staff, StaffSession
 
-ALL_ROLES = frozenset({"nurse", "doctor", "gp", "manager", "inspector"})
-CLINICAL_STAFF = frozenset({"nurse", "doctor", "gp", "manager"})
-PRESCRIBERS = frozenset({"doctor", "gp"})
+ALL_ROLES = frozenset({"nurse", "doctor", "gp", "manager", "inspector", "clinical_lead"})
+# The clinical lead is a doctor: wherever a doctor or GP may act, so may they (prescribe,
+# answer any clinical escalation, record a doctor's override of an admission decision); and
+# they alone approve a change of the unit protocol.
+CLINICAL_LEADS = frozenset({"clinical_lead"})
+CLINICAL_STAFF = frozenset({"nurse", "doctor", "gp", "manager", "clinical_lead"})
+PRESCRIBERS = frozenset({"doctor", "gp", "clinical_lead"})
+# Who may record a doctor's decision (an admission declined everywhere, admitted with a reason).
+DOCTORS = PRESCRIBERS
 MANAGERS = frozenset({"manager"})
 AUDITORS = frozenset({"manager", "inspector"})  # the report and the audit log
 

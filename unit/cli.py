@@ -12,8 +12,9 @@ from sqlalchemy import select
 from config.clock import now
 from config.errors import DomainError
 from config.extensions import db
-from unit import services
+from unit import protocol, services
 from unit.audit import verify_all_chains
+from unit.auth import CLINICAL_LEADS
 from unit.models import ROLES, Staff
 
 MODEL_NAMES = {"managed": "medically_managed", "monitored": "medically_monitored",
@@ -53,10 +54,14 @@ def create_unit_command(code: str, name: str, model: str) -> None:
               help="A JSON object of the settings to change ('-' for standard input).")
 @click.option("--reason", required=True, help="Why the unit adopts these values (audited).")
 @click.option("--manager", "manager_username", default=None,
-              help="The manager adopting them (default: the unit's only active manager).")
+              help="The manager proposing them (default: the unit's only active manager).")
+@click.option("--approved-by", "approver_username", default=None,
+              help="The unit's clinical lead who approved them: in force at once. Without it "
+                   "the change is only proposed, for the clinical lead to approve.")
 def protocol_command(code: str, section: str, values_file, reason: str,
-                     manager_username: str | None) -> None:
-    """Adopt the unit's own protocol values for a section (a new version, audited)."""
+                     manager_username: str | None, approver_username: str | None) -> None:
+    """Propose the unit's own protocol values for a section; with --approved-by, adopt them
+    (a new version naming both, audited)."""
     try:
         values = json.load(values_file)
     except ValueError as error:
@@ -73,11 +78,25 @@ def protocol_command(code: str, section: str, values_file, reason: str,
             click.echo(f"Error: name the manager of unit {code} with --manager "
                        f"({len(managers)} active managers match).", err=True)
             sys.exit(2)
-        protocol = services.update_protocol(managers[0], section=section, values=values,
-                                            reason=reason, now=now())
+        if approver_username is None:
+            proposal = protocol.propose_protocol_change(managers[0], section=section, values=values,
+                                                        reason=reason, now=now())
+            click.echo(f"Unit {code}: protocol change proposed ({section}), proposal {proposal.id}. "
+                       "Nothing changes until the clinical lead approves it.")
+            return
+        approver = db.session.scalars(select(Staff).where(
+            Staff.unit_id == unit.id, Staff.username == approver_username.strip().lower(),
+            Staff.role.in_(CLINICAL_LEADS), Staff.active.is_(True))).first()
+        if approver is None:
+            click.echo(f"Error: {approver_username} is not an active clinical lead of unit {code}.",
+                       err=True)
+            sys.exit(2)
+        adopted = protocol.update_protocol(managers[0], section=section, values=values,
+                                           reason=reason, approved_by=approver, now=now())
     except DomainError as error:
         _fail(error)
-    click.echo(f"Unit {code}: protocol version {protocol.version} adopted ({section}).")
+    click.echo(f"Unit {code}: protocol version {adopted.version} adopted ({section}), proposed by "
+               f"{managers[0].username}, approved by {approver.username}.")
     click.echo(json.dumps(services.effective_protocol(unit.id)["sections"][section],
                           indent=2, sort_keys=True))
 

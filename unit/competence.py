@@ -1,4 +1,5 @@
-"""Admission competence (CLINICAL.md section 4): what a medically monitored unit must decline."""
+"""Admission competence (docs/clinical-rules.md s4): what a medically monitored unit must
+decline, and what every unit declines unless a doctor records why."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,6 +15,18 @@ COMPETENCE_DEFAULTS: dict = {
 # Tightening means lowering a limit or raising the minimum age, never the reverse.
 TIGHTEN_DIRECTION = {"sadq_decline_above": -1, "units_decline_above": -1,
                      "comorbidity_units_from": -1, "minimum_age": +1}
+
+# Units a day may be given as "unknown": an explicit answer, which counts as over the limit
+# (docs/clinical-rules.md s4), never an omission.
+UNITS_UNKNOWN = "unknown"
+# The age under which every unit declines unless a doctor records why (NICE CG100).
+ABSOLUTE_MINIMUM_AGE = 16
+
+# Figures of a referral compared with a declined one's: a re-referral within 30 days of a
+# decline is admitted only with a reason for each that changed (docs/clinical-rules.md s4).
+REFERRAL_FIGURES = ("date_of_birth", "substances", "sadq", "audit", "units_per_day",
+                    "history_of_seizures", "history_of_delirium_tremens",
+                    "significant_comorbidity", "pregnant", "current_opioids", "last_cows_total")
 
 SETTING_LABELS = {
     "community": "Community or home detox",
@@ -41,12 +54,22 @@ class CompetenceResult:
     flags: list[Criterion] = field(default_factory=list)
     recommended_setting: str = "community"
     recommended_reasons: list[str] = field(default_factory=list)
+    # Declined on every unit, whatever its model, unless a doctor records why.
+    declined_everywhere: list[Criterion] = field(default_factory=list)
 
-    def decision_for(self, model: str) -> str:
-        """A monitored unit declines when any criterion is met; a managed unit admits."""
+    def decision_for(self, model: str, *, doctor_override: bool = False) -> str:
+        """A monitored unit declines when any criterion is met; a managed unit admits, except
+        what every unit declines (hospital recommended, under 16) unless a doctor overrides."""
         if model == "medically_monitored" and self.criteria_met:
             return "declined"
+        if self.declined_everywhere and not doctor_override:
+            return "declined"
         return "admitted"
+
+    def reasons_for(self, model: str) -> list[Criterion]:
+        """What declines the referral on a unit of this model (before any override)."""
+        met = self.criteria_met if model == "medically_monitored" else []
+        return met + self.declined_everywhere
 
 
 def age_on(date_of_birth: date, day: date) -> int:
@@ -65,6 +88,9 @@ def assess_competence(*, date_of_birth: date, substances: list[str], assessment:
     met, flags = result.criteria_met, result.flags
     sadq = assessment.get("sadq")
     units = assessment.get("units_per_day")
+    units_unknown = units == UNITS_UNKNOWN
+    if units_unknown:
+        units = None  # every comparison below is with a known number
     age = age_on(date_of_birth, today)
     sadq_limit, units_limit = limits["sadq_decline_above"], limits["units_decline_above"]
 
@@ -77,6 +103,10 @@ def assess_competence(*, date_of_birth: date, substances: list[str], assessment:
     if units is not None and units > units_limit:
         met.append(Criterion("units_over_limit", f"Over {units_limit} units a day",
                              f"{units:g} units a day"))
+    elif units_unknown:
+        # docs/clinical-rules.md s4: units unknown counts as over the limit.
+        met.append(Criterion("units_over_limit", f"Over {units_limit} units a day",
+                             f"Units a day not known: counted as over {units_limit}"))
     if assessment.get("history_of_seizures"):
         met.append(Criterion("seizure_history", "History of epilepsy or withdrawal seizures",
                              "Seizure history recorded at assessment"))
@@ -93,10 +123,6 @@ def assess_competence(*, date_of_birth: date, substances: list[str], assessment:
             met.append(Criterion("comorbidity_with_units",
                                  f"{low}-{units_limit} units a day with significant comorbidity",
                                  f"{units:g} units a day and significant physical or mental comorbidity"))
-        elif units is None and "alcohol" in substances:
-            flags.append(Criterion("comorbidity_units_unknown", "Comorbidity with units unknown",
-                                   "Significant comorbidity recorded but units a day not given: "
-                                   "clinical judgement needed"))
     if age < limits["minimum_age"]:
         met.append(Criterion("under_minimum_age", f"Age under {limits['minimum_age']}",
                              f"Aged {age}"))
@@ -104,13 +130,26 @@ def assess_competence(*, date_of_birth: date, substances: list[str], assessment:
         met.append(Criterion("pregnant", "Pregnancy", "Pregnant at assessment"))
 
     result.recommended_setting, result.recommended_reasons = _recommend(
-        met, sadq=sadq, units=units, substances=substances, assessment=assessment, age=age)
+        met, sadq=sadq, units=units, units_unknown=units_unknown, substances=substances,
+        assessment=assessment, age=age)
+    # docs/clinical-rules.md s4 (NICE CG100): declined on every unit unless a doctor records why.
+    if result.recommended_setting == "hospital":
+        result.declined_everywhere.append(Criterion(
+            "hospital_recommended", "Recommended setting: hospital",
+            "Seizure or delirium tremens history with severe dependence: inpatient care; "
+            "a doctor must record why this unit admits"))
+    if age < ABSOLUTE_MINIMUM_AGE:
+        result.declined_everywhere.append(Criterion(
+            "under_16", f"Age under {ABSOLUTE_MINIMUM_AGE}",
+            f"Aged {age}: a doctor must record why this unit admits"))
     return result
 
 
-def _recommend(met: list[Criterion], *, sadq, units, substances, assessment, age) -> tuple[str, list[str]]:
+def _recommend(met: list[Criterion], *, sadq, units, units_unknown, substances, assessment,
+               age) -> tuple[str, list[str]]:
     codes = {c.code for c in met}
-    severe = (sadq is not None and sadq > 30) or (units is not None and units > 30)
+    # Units unknown count as over 30 here too: the safer reading.
+    severe = (sadq is not None and sadq > 30) or (units is not None and units > 30) or units_unknown
     if codes & {"seizure_history", "delirium_tremens_history"} and (
         severe or "alcohol_and_benzodiazepines" in codes
     ):

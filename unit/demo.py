@@ -20,6 +20,7 @@ DEMO_STAFF = [  # username, role, full name, password
     ("nurse2", "nurse", "Noah Nurse", "nurse2-demo-pass"),
     ("doctor", "doctor", "Dr Dana Doctor", "doctor-demo-pass"),
     ("gp", "gp", "Dr Gita GP", "gp-demo-pass"),
+    ("lead", "clinical_lead", "Dr Lee Lead", "lead-demo-pass"),
     ("manager", "manager", "Morgan Manager", "manager-demo-pass"),
     ("inspector", "inspector", "Ira Inspector", "inspector-demo-pass"),
 ]
@@ -27,7 +28,7 @@ DEMO_RESIDENTS = [
     ({"name": "Alex Morgan", "date_of_birth": date(1979, 4, 12), "nhs_number": "9434765919"},
      ["alcohol"], {"sadq": 24, "audit": 28, "units_per_day": 22}),
     ({"name": "Sam Taylor", "date_of_birth": date(1988, 11, 3), "nhs_number": None},
-     ["opioids"], {"sadq": 0, "audit": 6, "units_per_day": None}),
+     ["opioids"], {"current_opioids": ["heroin", "methadone"], "last_cows_total": 9}),
     ({"name": "Jo Evans", "date_of_birth": date(1965, 1, 30), "nhs_number": None},
      ["alcohol", "other"], {"sadq": 18, "audit": 24, "units_per_day": 16}),
 ]
@@ -55,4 +56,4 @@ def seed_command() -> None:
         click.echo(f"Demo unit {DEMO_UNIT} already exists; left as it is.")
     click.echo("Demo sign-ins (username / password):")
     for username, role, _, password in DEMO_STAFF:
-        click.echo(f"  {role:<10} {username:<10} {password}")
+        click.echo(f"  {role:<13} {username:<10} {password}")

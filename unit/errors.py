@@ -1,7 +1,7 @@
 """Domain errors of the unit package (mapped to HTTP only in config/errors.py)."""
 from __future__ import annotations
 
-from config.errors import Conflict, DomainError, NotFound, RecordedRefusal
+from config.errors import Conflict, DomainError, Forbidden, NotFound, RecordedRefusal
 
 
 class AdmissionDeclined(RecordedRefusal):
@@ -47,3 +47,33 @@ class ChecklistNotOpen(Conflict):
 class ProtocolInvalid(DomainError):
     type = "protocol-invalid"
     title = "The protocol settings are not valid"
+
+
+class ProtocolOutsideEnvelope(ProtocolInvalid):
+    type = "protocol-outside-safety-envelope"
+    title = "The protocol would cross a safety bound"
+
+
+class ProtocolProposalNotFound(NotFound):
+    type = "protocol-proposal-not-found"
+    title = "No such protocol proposal on your unit"
+
+
+class ProtocolProposalDecided(Conflict):
+    type = "protocol-proposal-decided"
+    title = "The protocol proposal was decided already"
+
+
+class ProtocolSelfApproval(Forbidden):
+    type = "protocol-self-approval"
+    title = "A protocol change needs a second person's approval"
+
+
+class ReReferralUnexplained(DomainError):
+    type = "re-referral-changes-unexplained"
+    title = "A re-referral after a decline needs a reason for each changed figure"
+
+
+class OverrideNotPermitted(Forbidden):
+    type = "override-not-permitted"
+    title = "Only a doctor may record this override"

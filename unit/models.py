@@ -12,11 +12,16 @@ from config.db import utcnow
 from config.extensions import db
 
 CARE_MODELS = ("medically_managed", "medically_monitored")
-ROLES = ("nurse", "doctor", "gp", "manager", "inspector")
+# clinical_lead: a doctor who leads the unit's clinical care and signs off protocol changes.
+ROLES = ("nurse", "doctor", "gp", "manager", "inspector", "clinical_lead")
 SUBSTANCES = ("alcohol", "opioids", "benzodiazepines", "other")
+# What an opioid referral says the person uses now (docs/clinical-rules.md s4).
+CURRENT_OPIOIDS = ("heroin", "methadone", "buprenorphine", "codeine", "dihydrocodeine", "tramadol",
+                   "morphine", "oxycodone", "fentanyl", "other")
 DISCHARGE_TYPES = ("completed", "self-discharged", "transferred", "other")
 ADMISSION_STATUSES = ("active", "discharged")
 SETTINGS = ("community", "residential_medically_monitored", "medically_managed", "hospital")
+PROPOSAL_STATUSES = ("proposed", "approved", "rejected")
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -100,7 +105,10 @@ class LoginAttempt(db.Model):
 
 
 class UnitProtocol(db.Model):
-    """A version of the unit's protocol settings (overrides of the CLINICAL.md defaults)."""
+    """A version of the unit's protocol settings (its own values over the defaults of
+    docs/clinical-rules.md), in force from ``created_at``: proposed by a manager
+    (``created_by``) and approved by a clinical lead (``approved_by``; none on versions from
+    before approval was required)."""
 
     __tablename__ = "unit_protocols"
     __table_args__ = (sa.UniqueConstraint("unit_id", "version"),)
@@ -112,6 +120,39 @@ class UnitProtocol(db.Model):
     reason: Mapped[str] = mapped_column(sa.Text)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+
+    created_by: Mapped[Staff | None] = relationship(foreign_keys=[created_by_id])
+    approved_by: Mapped[Staff | None] = relationship(foreign_keys=[approved_by_id])
+
+
+class ProtocolProposal(db.Model):
+    """A manager's proposed change to one section of the unit protocol. Nothing changes in
+    force until a clinical lead approves it (a new ``UnitProtocol`` version); decided once."""
+
+    __tablename__ = "protocol_proposals"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {_in(PROPOSAL_STATUSES)}", name="status"),
+        sa.Index("ix_protocol_proposals_unit_status", "unit_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("units.id"))
+    section: Mapped[str] = mapped_column(sa.String(40))
+    values: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="proposed")
+    proposed_by_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"))
+    proposed_at: Mapped[datetime]
+    decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # The version an approval made.
+    protocol_id: Mapped[int | None] = mapped_column(sa.ForeignKey("unit_protocols.id"), unique=True)
+
+    proposed_by: Mapped[Staff] = relationship(foreign_keys=[proposed_by_id])
+    decided_by: Mapped[Staff | None] = relationship(foreign_keys=[decided_by_id])
+    protocol: Mapped[UnitProtocol | None] = relationship()
 
 
 class Resident(db.Model):
@@ -148,8 +189,14 @@ class Referral(db.Model):
     recommended_reasons: Mapped[list[str]] = mapped_column(sa.JSON)
     decided_at: Mapped[datetime]
     decided_by_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"))
+    # A referral of the same person within 30 days of a decline on this unit is linked to that
+    # decline, with each figure that differs from it ({field, before, after, reason}): an
+    # admission needs a reason for every one.
+    previous_decline_id: Mapped[int | None] = mapped_column(sa.ForeignKey("referrals.id"), index=True)
+    changed_figures: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
 
-    decided_by: Mapped[Staff] = relationship()
+    decided_by: Mapped[Staff] = relationship(foreign_keys=[decided_by_id])
+    previous_decline: Mapped[Referral | None] = relationship(remote_side=[id])
 
 
 class Admission(db.Model):
@@ -178,9 +225,15 @@ class Admission(db.Model):
     discharge_type: Mapped[str | None] = mapped_column(sa.String(20))
     discharge_note: Mapped[str | None] = mapped_column(sa.Text)
     discharged_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+    # A referral declined on every unit (hospital recommended, under 16) admitted because a
+    # doctor recorded why (docs/clinical-rules.md s4): the reason and the criteria overridden.
+    # The doctor is ``admitted_by``.
+    override_reason: Mapped[str | None] = mapped_column(sa.Text)
+    override_criteria: Mapped[list[str] | None] = mapped_column(sa.JSON)
 
     resident: Mapped[Resident] = relationship(lazy="joined")
     referral: Mapped[Referral] = relationship()
+    admitted_by: Mapped[Staff] = relationship(foreign_keys=[admitted_by_id])
     harm_reduction: Mapped[HarmReductionChecklist | None] = relationship(
         back_populates="admission", uselist=False)
 

@@ -16,10 +16,10 @@ from config.clock import now, unit_zone
 from config.errors import DomainError
 from config.idempotency import fingerprint_of, run_once
 from unit import services
-from unit.auth import (ALL_ROLES, AUDITORS, CLINICAL_STAFF, current_staff, public, roles_required, sign_in,
+from unit.auth import (ALL_ROLES, AUDITORS, CLINICAL_STAFF, DOCTORS, current_staff, public, roles_required, sign_in,
                        sign_out)
-from unit.competence import SETTING_LABELS
-from unit.models import DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, SUBSTANCES
+from unit.competence import SETTING_LABELS, UNITS_UNKNOWN
+from unit.models import CURRENT_OPIOIDS, DISCHARGE_TYPES, HARM_REDUCTION_ITEMS, SUBSTANCES
 from unit.report import build_report, parse_period, report_alerts, search_audit_log, tables
 from unit.schemas import DischargeIn, HarmReductionIn, ReferralIn, admission_view, whole_number
 
@@ -119,17 +119,23 @@ def _referral_from_form(form) -> dict:
         except ValueError:
             return value  # the schema names the field
 
-    assessment = {"sadq": number("sadq"), "audit": number("audit"),
-                  "units_per_day": number("units_per_day")}
+    units = UNITS_UNKNOWN if form.get("units_unknown") == "yes" else number("units_per_day")
+    assessment = {"sadq": number("sadq"), "audit": number("audit"), "units_per_day": units,
+                  "current_opioids": form.getlist("current_opioids") or None,
+                  "last_cows_total": number("last_cows_total")}
     for flag in ("history_of_seizures", "history_of_delirium_tremens",
                  "significant_comorbidity", "pregnant"):
         assessment[flag] = form.get(flag) == "yes"
-    for key in ("sadq", "audit"):
-        if assessment[key] is None:
-            del assessment[key]
-    return {"resident": {"name": form.get("name", ""), "date_of_birth": form.get("date_of_birth", ""),
+    body = {"resident": {"name": form.get("name", ""), "date_of_birth": form.get("date_of_birth", ""),
                          "nhs_number": form.get("nhs_number") or None},
             "substances": form.getlist("substances"), "assessment": assessment}
+    if form.get("override_reason", "").strip():
+        body["override_reason"] = form["override_reason"].strip()
+    reasons = {key.removeprefix("change_reason."): value.strip() for key, value in form.items()
+               if key.startswith("change_reason.") and value.strip()}
+    if reasons:
+        body["change_reasons"] = reasons
+    return body
 
 
 @bp.route("/admissions/new", methods=["GET", "POST"])
@@ -160,12 +166,19 @@ def admit():
         except DomainError as refusal:
             if refusal.type == "admission-declined":
                 declined = refusal
+            elif refusal.type == "re-referral-changes-unexplained":
+                errors = {"_": [refusal.detail], **(refusal.errors or {})}
             else:
                 errors = {"_": [refusal.detail]}
+    # A re-referral's changed figures each get a box for the reason (those asked for, and
+    # those already given, so that a second send keeps them).
+    changed = sorted({key.removeprefix("change_reasons.") for key in errors if key.startswith("change_reasons.")}
+                     | {key.removeprefix("change_reason.") for key in form if key.startswith("change_reason.")})
     status = 422 if (errors or declined) else 200
     return render_template("unit/admit.html", form=form, errors=errors, declined=declined,
-                           idempotency_key=str(uuid.uuid4()),
-                           substances=SUBSTANCES, labels=SETTING_LABELS,
+                           idempotency_key=str(uuid.uuid4()), changed=changed,
+                           substances=SUBSTANCES, opioids=CURRENT_OPIOIDS, labels=SETTING_LABELS,
+                           may_override=current_staff().role in DOCTORS,
                            model=services.model_at(current_staff().unit_id, now())), status
 
 

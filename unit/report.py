@@ -27,6 +27,8 @@ from config.errors import ValidationFailed
 from config.extensions import db
 from unit.audit import search_events, verify_chain
 from unit.models import Admission, CareModelChange, Referral, Resident, Staff, Unit
+from unit.protocol import protocol_versions
+from unit.referrals import doctor_overrides, re_referrals
 
 DEFAULT_DAYS = 30
 
@@ -159,7 +161,10 @@ def build_report(actor: Staff, start: datetime, end: datetime, now: datetime) ->
         "period": {"from": start.isoformat(), "to": end.isoformat(), "generated_at": now.isoformat(),
                    "generated_by": actor.username, "timezone": str(zone)},
         "model_history": history,
-        "admissions": admissions_section(unit, start, end),
+        "protocol_versions": protocol_versions(unit.id, start, end),
+        "admissions": {**admissions_section(unit, start, end),
+                       "doctor_overrides": doctor_overrides(unit.id, start, end),
+                       "re_referrals": re_referrals(unit.id, start, end)},
         **{section.key: section.build(period) for section in report_sections},
         "audit_chain": {"verified": chain.verified, "events": chain.events,
                         "broken_at_seq": chain.broken_at_seq, "problem": chain.problem,
@@ -185,7 +190,7 @@ def report_schema() -> Schema:
     """The report's output schema: the unit's keys and each registered section, in order."""
     return Schema.from_dict({
         "unit": fields.Dict(), "period": fields.Dict(), "model_history": fields.List(fields.Dict()),
-        "admissions": fields.Dict(), **{section.key: fields.Dict() for section in report_sections},
+        "protocol_versions": fields.List(fields.Dict()), "admissions": fields.Dict(), **{section.key: fields.Dict() for section in report_sections},
         "audit_chain": fields.Dict()}, name="ReportSchema")()
 
 
@@ -198,6 +203,16 @@ def tables(report: dict[str, Any]) -> dict[str, Table]:
     own = {
         "model_history": (["model", "effective_at", "changed_by", "reason"],
                           [[h["model"], h["effective_at"], h["changed_by"] or "", h["reason"]] for h in report["model_history"]]),
+        "protocol_versions": (["version", "in_force_from", "sections", "reason", "proposed_by", "approved_by"],
+                              [[v["version"], v["in_force_from"], "; ".join(v["sections"]), v["reason"],
+                                v["proposed_by"] or "", v["approved_by"] or ""] for v in report["protocol_versions"]]),
+        "doctor_overrides": (["admission_id", "resident", "admitted_at", "criteria", "reason", "doctor"],
+                             [[o["admission_id"], o["resident"], o["admitted_at"], "; ".join(o["criteria"]),
+                               o["reason"], o["doctor"]] for o in adm["doctor_overrides"]]),
+        "re_referrals": (["referral_id", "resident", "decided_at", "decision", "previous_decline_id", "changes"],
+                         [[r["referral_id"], r["resident"], r["decided_at"], r["decision"], r["previous_decline_id"],
+                           "; ".join(f"{c['field']}: {c['before']} -> {c['after']} ({c['reason'] or 'no reason'})"
+                                     for c in r["changes"])] for r in adm["re_referrals"]]),
         "admissions": (["measure", "value"],
                        [["admitted", adm["admitted"]], ["declined", adm["declined"]],
                         ["high_risk_admitted", adm["high_risk_admitted"]],
@@ -238,7 +253,10 @@ def to_zip(report: dict[str, Any]) -> bytes:
 
 
 TITLES = {"high_risk_admissions": "High-risk admissions (criteria met, admitted)",
-          "declined_referrals": "Declined referrals (criteria met)"}
+          "declined_referrals": "Declined referrals (criteria met)",
+          "protocol_versions": "Protocol versions (proposed by, approved by)",
+          "doctor_overrides": "Admitted on a doctor's override (hospital recommended or under 16)",
+          "re_referrals": "Re-referrals within 30 days of a decline"}
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")
 _MAX_PDF_ROWS = 200
 

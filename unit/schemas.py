@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from datetime import date, timezone
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
+import math
 
-from unit.models import CARE_MODELS, DISCHARGE_TYPES, ROLES, SUBSTANCES
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates, validates_schema
+
+from unit.competence import REFERRAL_FIGURES, UNITS_UNKNOWN
+from unit.models import CARE_MODELS, CURRENT_OPIOIDS, DISCHARGE_TYPES, PROPOSAL_STATUSES, ROLES, SUBSTANCES
 
 
 def StrictBool(**kw) -> fields.Boolean:  # noqa: N802 - a field factory
@@ -105,15 +108,45 @@ class ResidentIn(Schema):
             raise ValidationError("The date of birth is more than 120 years ago.")
 
 
+class _UnitsPerDay(fields.Field):
+    """Units of alcohol a day: a number from 0 to 200, or "unknown" (counted as over the limit)."""
+
+    default_error_messages = {"invalid": f'A number from 0 to 200, or "{UNITS_UNKNOWN}".'}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == UNITS_UNKNOWN:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 <= value <= 200:
+            raise self.make_error("invalid")
+        return float(value)
+
+
 class AssessmentIn(Schema):
-    sadq = StrictInt(required=True, validate=validate.Range(0, 60))
-    audit = StrictInt(required=True, validate=validate.Range(0, 40))
-    units_per_day = StrictFloat(load_default=None, allow_none=True,
-                                validate=validate.Range(0, 200))
+    # Which of these a referral needs depends on its substances (ReferralIn.needs_per_substance).
+    sadq = StrictInt(load_default=None, allow_none=True, validate=validate.Range(0, 60),
+                     metadata={"description": "Required unless the referral is for opioids without alcohol."})
+    audit = StrictInt(load_default=None, allow_none=True, validate=validate.Range(0, 40),
+                      metadata={"description": "Required unless the referral is for opioids without alcohol."})
+    units_per_day = _UnitsPerDay(load_default=None, allow_none=True, metadata={
+        "description": f'Required for alcohol: 0-200, or "{UNITS_UNKNOWN}" (counted as over the limit).',
+        "oneOf": [{"type": "number", "minimum": 0, "maximum": 200},
+                  {"type": "string", "enum": [UNITS_UNKNOWN]}]})
     history_of_seizures = StrictBool(required=True)
     history_of_delirium_tremens = StrictBool(required=True)
     significant_comorbidity = StrictBool(required=True)
     pregnant = StrictBool(required=True)
+    current_opioids = fields.List(fields.String(validate=validate.OneOf(CURRENT_OPIOIDS)),
+                                  load_default=None, allow_none=True,
+                                  validate=validate.Length(min=1, max=len(CURRENT_OPIOIDS)),
+                                  metadata={"description": "Required for opioids: what the person uses now."})
+    last_cows_total = StrictInt(load_default=None, allow_none=True, validate=validate.Range(0, 48),
+                                metadata={"description": "Opioids: the last COWS total recorded, if any."})
+
+    @validates("current_opioids")
+    def unique_opioids(self, value, **kwargs):
+        if value is not None and len(set(value)) != len(value):
+            raise ValidationError("An opioid is listed twice.")
 
 
 class ReferralIn(Schema):
@@ -123,6 +156,40 @@ class ReferralIn(Schema):
     substances = fields.List(fields.String(validate=validate.OneOf(SUBSTANCES)), required=True,
                              validate=validate.Length(min=1))
     assessment = fields.Nested(AssessmentIn, required=True)
+    override_reason = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=3, max=2000),
+        metadata={"description": "A doctor's (doctor, GP, clinical lead) reason to admit a referral "
+                  "every unit declines otherwise (hospital recommended, under 16)."})
+    change_reasons = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(REFERRAL_FIGURES)),
+        values=fields.String(validate=validate.Length(min=3, max=2000)),
+        load_default=None, allow_none=True,
+        metadata={"description": "A re-referral within 30 days of a decline: the reason for each "
+                  "figure that changed since, by figure (sadq, units_per_day, ...)."})
+
+    @validates_schema
+    def needs_per_substance(self, data, **kwargs):
+        """docs/clinical-rules.md s4: alcohol needs SADQ, AUDIT and units a day; a referral for
+        opioids without alcohol needs no SADQ or AUDIT but what opioids are used now."""
+        substances, assessment = data.get("substances"), data.get("assessment")
+        if not substances or assessment is None:
+            return  # the fields' own errors say what is wrong
+        errors: dict[str, list[str]] = {}
+        alcohol, opioids = "alcohol" in substances, "opioids" in substances
+        if alcohol or not opioids:
+            for key in ("sadq", "audit"):
+                if assessment.get(key) is None:
+                    errors[key] = ["Required unless the referral is for opioids without alcohol."]
+        if alcohol and assessment.get("units_per_day") is None:
+            errors["units_per_day"] = [f'Required for an alcohol referral: a number, or "{UNITS_UNKNOWN}".']
+        if opioids and not assessment.get("current_opioids"):
+            errors["current_opioids"] = ["Required for an opioid referral: the opioids used now."]
+        if not opioids:
+            for key in ("current_opioids", "last_cows_total"):
+                if assessment.get(key) is not None:
+                    errors[key] = ["Only for a referral that lists opioids."]
+        if errors:
+            raise ValidationError({"assessment": errors})
 
     @pre_load
     def accept_flat_resident(self, data, **kwargs):
@@ -166,6 +233,14 @@ class ModelChangeIn(Schema):
     model = fields.String(required=True, validate=validate.OneOf(CARE_MODELS))
     reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
     effective_at = Timestamp(load_default=None, allow_none=True)
+
+
+class ProposalQuery(Schema):
+    status = fields.String(load_default=None, validate=validate.OneOf(PROPOSAL_STATUSES))
+
+
+class ProposalRejectIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
 
 
 class ProtocolChangeIn(Schema):
@@ -227,12 +302,37 @@ class ModelChangeResult(Schema):
 class ProtocolSchema(Schema):
     version = fields.Integer(allow_none=True, metadata={"description": "None: the defaults only."})
     reason = fields.String(allow_none=True)
-    created_by = fields.Nested(StaffSchema, allow_none=True)
-    created_at = fields.DateTime(allow_none=True)
+    created_by = fields.Nested(StaffSchema, allow_none=True,
+                               metadata={"description": "Who proposed the version (as proposed_by)."})
+    created_at = fields.DateTime(allow_none=True, metadata={"description": "In force from."})
+    proposed_by = fields.Nested(StaffSchema, allow_none=True)
+    approved_by = fields.Nested(StaffSchema, allow_none=True,
+                                metadata={"description": "The clinical lead who approved it."})
+    proposal_id = fields.Integer(allow_none=True)
     sections = fields.Dict(keys=fields.String(), values=fields.Dict(),
                            metadata={"description": "Each section's settings in force, defaults filled in."})
     own = fields.Dict(keys=fields.String(), values=fields.Dict(),
                       metadata={"description": "The unit's own values, by section."})
+
+
+class ProposalSchema(Schema):
+    id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(PROPOSAL_STATUSES))
+    section = fields.String()
+    values = fields.Dict()
+    reason = fields.String()
+    proposed_by = fields.Nested(StaffSchema)
+    proposed_at = fields.DateTime()
+    decided_by = fields.Nested(StaffSchema, allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
+    decision_reason = fields.String(allow_none=True, metadata={"description": "Why it was rejected."})
+    version = fields.Function(lambda proposal: proposal.protocol.version if proposal.protocol else None,
+                              allow_none=True, metadata={"type": "integer", "description":
+                                                         "The protocol version its approval made."})
+
+
+class ProposalResult(Schema):
+    proposal = fields.Nested(ProposalSchema)
 
 
 class ResidentSchema(Schema):
@@ -253,6 +353,27 @@ class HarmReductionSchema(Schema):
     note = fields.String(allow_none=True)
 
 
+class OverrideSchema(Schema):
+    reason = fields.String()
+    criteria = fields.List(fields.String(), metadata={"description": "The criteria overridden."})
+    by = fields.Nested(StaffSchema)
+
+
+class ChangedFigureSchema(Schema):
+    field = fields.String()
+    before = fields.Raw(allow_none=True)
+    after = fields.Raw(allow_none=True)
+    reason = fields.String(allow_none=True)
+
+
+class PreviousDeclineSchema(Schema):
+    referral_id = fields.Integer()
+    decided_at = fields.DateTime()
+    reasons = fields.List(fields.Nested(CriterionSchema))
+    changes = fields.List(fields.Nested(ChangedFigureSchema),
+                          metadata={"description": "Each figure that differs from the declined referral."})
+
+
 class AdmissionSchema(Schema):
     id = fields.Integer()
     status = fields.String()
@@ -270,6 +391,10 @@ class AdmissionSchema(Schema):
     discharge_type = fields.String(allow_none=True)
     discharge_note = fields.String(allow_none=True)
     harm_reduction = fields.Nested(HarmReductionSchema, allow_none=True)
+    override = fields.Nested(OverrideSchema, allow_none=True,
+                             metadata={"description": "A doctor's reason to admit what every unit declines otherwise."})
+    previous_decline_id = fields.Integer(allow_none=True)
+    changes = fields.List(fields.Nested(ChangedFigureSchema), allow_none=True)
 
 
 class ReferralCheckSchema(Schema):
@@ -281,6 +406,12 @@ class ReferralCheckSchema(Schema):
     flags = fields.List(fields.Nested(CriterionSchema))
     recommended_setting = fields.String()
     recommended_reasons = fields.List(fields.String())
+    doctor_may_override = fields.Boolean(metadata={
+        "description": "Declined only by what every unit declines: a doctor may admit with a reason."})
+    previous_decline = fields.Nested(PreviousDeclineSchema, allow_none=True, metadata={
+        "description": "A decline of the same person on this unit in the last 30 days."})
+    unexplained_changes = fields.List(fields.String(), metadata={
+        "description": "Changed figures without a reason in change_reasons (admitting needs one each)."})
 
 
 class SessionSchema(Schema):
@@ -341,6 +472,10 @@ def admission_view(admission, now) -> dict:
         "admitted_at": admission.admitted_at, "discharged_at": admission.discharged_at,
         "discharge_type": admission.discharge_type, "discharge_note": admission.discharge_note,
         "harm_reduction": admission.harm_reduction,
+        "override": {"reason": admission.override_reason, "criteria": admission.override_criteria,
+                     "by": admission.admitted_by} if admission.override_reason else None,
+        "previous_decline_id": referral.previous_decline_id,
+        "changes": referral.changed_figures,
     }
 
 

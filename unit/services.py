@@ -11,11 +11,12 @@ import sqlalchemy.orm
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from config.clock import local
 from config.db import unit_of_work
 from config.errors import Forbidden, ValidationFailed
 from config.extensions import db
 from unit.audit import record_event, start_chain
-from unit.auth import hash_password
+from unit.auth import DOCTORS, hash_password
 from unit.competence import COMPETENCE_DEFAULTS, TIGHTEN_DIRECTION, age_on, assess_competence
 from unit.errors import (
     AdmissionDeclined,
@@ -24,10 +25,14 @@ from unit.errors import (
     AlreadyAdmitted,
     CareModelChangeInvalid,
     ChecklistNotOpen,
+    OverrideNotPermitted,
     ProtocolInvalid,
+    ReReferralUnexplained,
     ResidentMismatch,
     UnitNotFound,
 )
+from unit.envelope import Bound
+from unit.referrals import changed_figures, previous_decline, resident_snapshot, shown_figure
 from unit.models import (
     CARE_MODELS,
     HARM_REDUCTION_ITEMS,
@@ -37,6 +42,7 @@ from unit.models import (
     Referral,
     Resident,
     Staff,
+    ProtocolProposal,
     Unit,
     UnitProtocol,
 )
@@ -173,8 +179,8 @@ def protocol_settings(unit_id: int, section: str, defaults: dict[str, Any]) -> d
     """The unit's protocol settings for a section: the defaults overlaid with its own values.
 
     Read once per transaction (an observation consults three sections; a sweep many units):
-    the unit's latest protocol is kept in the session until the transaction ends or
-    ``update_protocol`` changes it.
+    the unit's latest protocol is kept in the session until the transaction ends or a new
+    version is adopted (``unit.protocol``).
     """
     cache = db.session.info.setdefault(_PROTOCOLS, {})
     if unit_id not in cache:
@@ -207,13 +213,17 @@ class ProtocolSection:
     """A section of the unit protocol, registered by the package that reads it.
 
     ``check(values)`` returns the values as they are to be stored (normalized) and the errors
-    per key (``{"bands.ciwa-ar": ["..."]}``); any error refuses the whole update. ``shown``
+    per key (``{"bands.ciwa-ar": ["..."]}``); any error refuses the whole change. ``shown``
     turns the effective settings into what GET /unit/protocol shows (e.g. default bands).
+    ``bounds`` (``unit.envelope``) and ``envelope(settings) -> errors`` are the section's
+    safety envelope, checked on the settings as they would be in force (unit.protocol).
     """
 
     defaults: dict[str, Any]
     check: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, list[str]]]]
     shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    bounds: tuple[Bound, ...] = ()
+    envelope: Callable[[dict[str, Any]], dict[str, list[str]]] | None = None
 
 
 # Section name -> its definition. monitoring ("monitoring", "escalation") and medication
@@ -222,15 +232,16 @@ class ProtocolSection:
 protocol_sections: dict[str, ProtocolSection] = {}
 
 
-def _merged(base: Any, new: Any) -> Any:
-    # Objects merge key by key (a scale's bands leave the other scales' alone); anything else,
-    # a band list included, is replaced whole.
+def merge_settings(base: Any, new: Any) -> Any:
+    """``new`` over ``base``: objects merge key by key (a scale's bands leave the other
+    scales' alone); anything else, a band list included, is replaced whole."""
     if isinstance(base, dict) and isinstance(new, dict):
-        return {**base, **{key: _merged(base.get(key), value) for key, value in new.items()}}
+        return {**base, **{key: merge_settings(base.get(key), value) for key, value in new.items()}}
     return new
 
 
-def _latest_protocol(unit_id: int) -> UnitProtocol | None:
+def latest_protocol(unit_id: int) -> UnitProtocol | None:
+    """The unit's protocol version in force (None: the defaults hold)."""
     return db.session.scalars(_latest_protocol_query(unit_id, UnitProtocol)).first()
 
 
@@ -246,62 +257,29 @@ _ADMISSION_WITH_PROTOCOL = select(
 ).where(Admission.id == sa.bindparam("admission_id"))
 
 
-@unit_of_work
-def update_protocol(actor: Staff, *, section: str, values: dict[str, Any], reason: str,
-                    now: datetime) -> UnitProtocol:
-    """A manager adopts new protocol values (a new version; the old ones are kept).
-
-    The values are checked by the section's owner first: an unknown section or key, or a
-    value the section refuses, is a 422 (protocol-invalid) naming each bad key; nothing is
-    stored then.
-    """
-    if actor.role != "manager":
-        raise Forbidden("Only a manager may change the unit protocol.")
-    definition = protocol_sections.get(section)
-    if definition is None:
-        raise ProtocolInvalid(f"There is no protocol section {section!r}.", errors={
-            "section": [f"One of: {', '.join(sorted(protocol_sections))}."]})
-    if not isinstance(values, dict) or not values:
-        raise ProtocolInvalid("Give at least one setting to change.",
-                              errors={"values": ["An object of at least one setting."]})
-    values, errors = definition.check(values)
-    if errors:
-        raise ProtocolInvalid(f"The {section} settings are not valid: "
-                              f"{', '.join(sorted(errors))}.", errors=errors)
-    latest = _latest_protocol(actor.unit_id)
-    settings = dict(latest.settings) if latest else {}
-    before = settings.get(section, {})
-    after = _merged(before, values)
-    for key in values:
-        # protocol_settings overlays a section on its defaults one level deep: a setting that
-        # is an object (escalation targets) is stored whole, its other entries the defaults.
-        if isinstance(definition.defaults.get(key), dict):
-            after[key] = _merged(definition.defaults[key], after[key])
-    settings[section] = after
-    protocol = UnitProtocol(unit_id=actor.unit_id, version=(latest.version + 1) if latest else 1,
-                            settings=settings, reason=reason, created_by_id=actor.id, created_at=now)
-    db.session.add(protocol)
-    db.session.flush()
-    db.session.info.pop(_PROTOCOLS, None)  # the next read sees this version
-    record_event(unit_id=actor.unit_id, actor=actor, action="protocol.update",
-                 entity_type="unit_protocol", entity_id=protocol.id, now=now,
-                 before={section: before}, after={section: settings[section], "reason": reason})
-    return protocol
+def forget_protocols() -> None:
+    """Drop this transaction's cached protocols: the next read sees a version just adopted."""
+    db.session.info.pop(_PROTOCOLS, None)
 
 
 def effective_protocol(unit_id: int) -> dict[str, Any]:
     """The unit's protocol as in force: every registered section with its defaults filled in,
-    the unit's own values, and the version (None before any change), reason, who and when."""
-    latest = _latest_protocol(unit_id)
+    the unit's own values, and the version (None before any change), reason, who proposed and
+    who approved it, and when it came into force."""
+    latest = latest_protocol(unit_id)
     own = dict(latest.settings) if latest else {}
     sections = {}
     for name, definition in sorted(protocol_sections.items()):
-        effective = _merged(definition.defaults, own.get(name, {}))
+        effective = merge_settings(definition.defaults, own.get(name, {}))
         sections[name] = definition.shown(effective) if definition.shown else effective
+    proposal_id = db.session.scalar(select(ProtocolProposal.id).where(
+        ProtocolProposal.protocol_id == latest.id)) if latest else None
     return {"version": latest.version if latest else None,
             "reason": latest.reason if latest else None,
-            "created_by": db.session.get(Staff, latest.created_by_id)
-            if latest and latest.created_by_id else None,
+            "created_by": latest.created_by if latest else None,
+            "proposed_by": latest.created_by if latest else None,
+            "approved_by": latest.approved_by if latest else None,
+            "proposal_id": proposal_id,
             "created_at": latest.created_at if latest else None,
             "sections": sections, "own": own}
 
@@ -376,39 +354,90 @@ def disable_staff(*, username: str, reason: str, now: datetime) -> tuple[Staff, 
 # --- referrals and admissions ----------------------------------------------------------------
 
 def check_referral(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
-                   now: datetime) -> dict:
-    """What the unit would decide for a referral, and the recommended setting (no write)."""
+                   now: datetime, override_reason: str | None = None,
+                   change_reasons: dict[str, str] | None = None) -> dict:
+    """What the unit would decide for a referral, and the recommended setting (no write).
+
+    docs/clinical-rules.md s4: a monitored unit declines any criterion met; every unit declines
+    a referral whose recommended setting is hospital, or a resident under 16, unless a doctor
+    (doctor, GP, clinical lead) gives ``override_reason``. A decline of the same person in the
+    last 30 days is named, with each figure changed since and whether it has its reason.
+    """
     model = model_at(actor.unit_id, now)
     limits = protocol_settings(actor.unit_id, "competence", COMPETENCE_DEFAULTS)
     result = assess_competence(date_of_birth=resident["date_of_birth"], substances=substances,
                                assessment=assessment, today=now.date(), limits=limits)
-    decision = result.decision_for(model)
+    overridden = bool(override_reason) and actor.role in DOCTORS
+    decision = result.decision_for(model, doctor_override=overridden)
+    declined_by = result.reasons_for(model)
+    previous = previous_decline(actor.unit_id, resident, now)
+    changes = changed_figures(previous, resident_snapshot(resident), substances, assessment,
+                              change_reasons) if previous else []
     return {
         "unit_model": model,
         "decision": decision,
-        "reasons": [c.to_dict() for c in result.criteria_met] if decision == "declined" else [],
+        "reasons": [c.to_dict() for c in declined_by] if decision == "declined" else [],
         "high_risk": model == "medically_managed" and bool(result.criteria_met),
-        "risk_reasons": [c.to_dict() for c in result.criteria_met],
+        "risk_reasons": [c.to_dict() for c in result.criteria_met + result.declined_everywhere],
         "flags": [c.to_dict() for c in result.flags],
         "recommended_setting": result.recommended_setting,
         "recommended_reasons": result.recommended_reasons,
+        "doctor_may_override": result.decision_for(model) == "declined"
+        and result.decision_for(model, doctor_override=True) == "admitted",
+        "override_criteria": [c.code for c in result.declined_everywhere] if overridden
+        and decision == "admitted" else [],
+        "previous_decline": {"referral_id": previous.id, "decided_at": previous.decided_at,
+                             "reasons": previous.reasons, "changes": changes} if previous else None,
+        "unexplained_changes": [change["field"] for change in changes if not change["reason"]],
     }
+
+
+def _declined_detail(check: dict) -> str:
+    everywhere = {"hospital_recommended", "under_16"}
+    criteria = "; ".join(r["criterion"] for r in check["reasons"])
+    if all(r["code"] in everywhere for r in check["reasons"]):
+        return (f"Every unit declines this referral unless a doctor records why: {criteria}. "
+                "A doctor, GP or the clinical lead may admit it with an override reason.")
+    return f"A medically monitored unit must decline this referral: {criteria}."
 
 
 @unit_of_work
 def admit_resident(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
-                   now: datetime) -> Admission:
-    """Admit a referral, or decline it (kept for the audit) when the unit cannot meet its needs."""
-    check = check_referral(actor, resident=resident, substances=substances,
-                           assessment=assessment, now=now)
-    snapshot = {"name": resident["name"], "date_of_birth": resident["date_of_birth"].isoformat(),
-                "nhs_number": resident.get("nhs_number")}
+                   now: datetime, override_reason: str | None = None,
+                   change_reasons: dict[str, str] | None = None) -> Admission:
+    """Admit a referral, or decline it (kept for the audit) when the unit cannot meet its needs.
+
+    A doctor's override reason admits what every unit otherwise declines (kept on the
+    admission); a re-referral within 30 days of a decline is linked to it, and admitting it
+    needs a reason for each changed figure (422 naming each one, nothing written).
+    """
+    if override_reason and actor.role not in DOCTORS:
+        raise OverrideNotPermitted(
+            "Only a doctor, GP or the clinical lead may record an override reason: ask them to "
+            "admit this resident.", errors={"override_reason": ["Only a doctor may give one."]})
+    check = check_referral(actor, resident=resident, substances=substances, assessment=assessment,
+                           now=now, override_reason=override_reason, change_reasons=change_reasons)
+    previous = check["previous_decline"]
+    if check["decision"] == "admitted" and check["unexplained_changes"]:
+        when = local(previous["decided_at"])
+        raise ReReferralUnexplained(
+            f"This person's referral was declined on {when:%d %b %Y} at {when:%H:%M} (referral "
+            f"{previous['referral_id']}); to admit now, give the reason each figure changed: "
+            f"{', '.join(check['unexplained_changes'])}.",
+            errors={f"change_reasons.{change['field']}": [
+                f"Was {shown_figure(change['before'])} when declined, now {shown_figure(change['after'])}: "
+                "give the reason for the change."]
+                for change in previous["changes"] if not change["reason"]},
+            previous_decline_id=previous["referral_id"])
+    snapshot = resident_snapshot(resident)
     referral = Referral(
         unit_id=actor.unit_id, resident_snapshot=snapshot, substances=substances,
         assessment=assessment, unit_model=check["unit_model"], decision=check["decision"],
         reasons=check["risk_reasons"], flags=check["flags"],
         recommended_setting=check["recommended_setting"],
         recommended_reasons=check["recommended_reasons"], decided_at=now, decided_by_id=actor.id,
+        previous_decline_id=previous["referral_id"] if previous else None,
+        changed_figures=previous["changes"] if previous else None,
     )
     db.session.add(referral)
     db.session.flush()
@@ -416,23 +445,27 @@ def admit_resident(actor: Staff, *, resident: dict, substances: list[str], asses
         record_event(unit_id=actor.unit_id, actor=actor, action="referral.decline",
                      entity_type="referral", entity_id=referral.id, now=now,
                      after={"resident": snapshot, "reasons": check["reasons"],
-                            "model": check["unit_model"]})
+                            "model": check["unit_model"],
+                            "previous_decline_id": referral.previous_decline_id})
         raise AdmissionDeclined(
-            "A medically monitored unit must decline this referral: "
-            + "; ".join(r["criterion"] for r in check["reasons"]) + ".",
+            _declined_detail(check),
             reasons=check["reasons"], referral_id=referral.id,
             recommended_setting=check["recommended_setting"],
             recommended_reasons=check["recommended_reasons"],
+            doctor_may_override=check["doctor_may_override"],
+            previous_decline_id=referral.previous_decline_id,
         )
 
     person = _find_or_create_resident(actor.unit_id, resident, now)
     if db.session.scalars(select(Admission.id).where(Admission.resident_id == person.id,
                                                      Admission.status == "active")).first():
         raise AlreadyAdmitted(f"{person.name} is already admitted on this unit.")
+    overridden = check["override_criteria"]
     admission = Admission(
         unit_id=actor.unit_id, resident=person, referral=referral, status="active",
         substances=substances, high_risk=check["high_risk"], admitted_at=now,
-        admitted_by_id=actor.id,
+        admitted_by_id=actor.id, override_reason=override_reason if overridden else None,
+        override_criteria=overridden or None,
     )
     db.session.add(admission)
     db.session.flush()
@@ -440,7 +473,11 @@ def admit_resident(actor: Staff, *, resident: dict, substances: list[str], asses
                  entity_type="admission", entity_id=admission.id, resident_id=person.id, now=now,
                  after={"resident": snapshot, "substances": substances, "assessment": assessment,
                         "model": check["unit_model"], "high_risk": admission.high_risk,
-                        "risk_reasons": check["risk_reasons"]})
+                        "risk_reasons": check["risk_reasons"],
+                        "override": {"reason": override_reason, "criteria": overridden}
+                        if overridden else None,
+                        "previous_decline_id": referral.previous_decline_id,
+                        "changes": referral.changed_figures})
     for hook in admitted_hooks:
         hook(admission, actor, now)
     return admission

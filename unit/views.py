@@ -7,8 +7,8 @@ from config.clock import now, unit_zone
 from config.errors import ValidationFailed
 from config.idempotency import idempotent
 from config.api import ApiBlueprint
-from unit import services
-from unit.auth import (ALL_ROLES, AUDITORS, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required,
+from unit import protocol, services
+from unit.auth import (ALL_ROLES, AUDITORS, CLINICAL_LEADS, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required,
                        sign_in, sign_out)
 from unit.report import (build_report, parse_period, report_schema, search_audit_log, tables, to_csv,
                          to_pdf, to_zip)
@@ -23,6 +23,10 @@ from unit.schemas import (
     LoginIn,
     ModelChangeIn,
     ModelChangeResult,
+    ProposalQuery,
+    ProposalRejectIn,
+    ProposalResult,
+    ProposalSchema,
     ProtocolChangeIn,
     ProtocolSchema,
     ReferralCheckSchema,
@@ -114,14 +118,60 @@ def get_protocol():
 @roles_required(MANAGERS)
 @blp.arguments(ProtocolChangeIn())
 @idempotent
+@blp.response(202, ProposalResult)
+@blp.alt_response(422, description="protocol-invalid or protocol-outside-safety-envelope: "
+                  "`errors` names each refused setting (and its bound)")
+def propose_protocol(body):
+    """Propose the unit's own protocol values for a section (managers). Nothing changes in
+    force until the clinical lead approves the proposal."""
+    proposal = protocol.propose_protocol_change(current_staff(), section=body["section"],
+                                                values=body["values"], reason=body["reason"], now=now())
+    return {"proposal": proposal}
+
+
+@blp.route("/unit/protocol/proposals", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.arguments(ProposalQuery(), location="query")
+@blp.response(200, ProposalSchema(many=True))
+def list_proposals(query):
+    """The unit's protocol proposals, newest first; ``status=proposed`` for those awaiting the
+    clinical lead."""
+    return protocol.list_protocol_proposals(current_staff(), status=query["status"])
+
+
+@blp.route("/unit/protocol/proposals/<int:proposal_id>", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, ProposalSchema)
+def get_proposal(proposal_id):
+    """One protocol proposal of the unit."""
+    return protocol.get_protocol_proposal(current_staff(), proposal_id)
+
+
+@blp.route("/unit/protocol/proposals/<int:proposal_id>/approve", methods=["POST"])
+@roles_required(CLINICAL_LEADS)
+@idempotent
 @blp.response(201, ProtocolSchema)
-@blp.alt_response(422, description="protocol-invalid: `errors` names each refused setting")
-def change_protocol(body):
-    """Adopt the unit's own protocol values for a section (managers): a new version, audited."""
+@blp.alt_response(409, description="protocol-proposal-decided: it was approved or rejected already")
+@blp.alt_response(422, description="protocol-outside-safety-envelope: it would now cross a bound")
+def approve_proposal(proposal_id):
+    """The clinical lead approves a proposal (never their own): in force from now, a new version
+    naming who proposed and who approved it."""
     staff = current_staff()
-    services.update_protocol(staff, section=body["section"], values=body["values"],
-                             reason=body["reason"], now=now())
+    protocol.approve_protocol_proposal(staff, proposal_id, now=now())
     return services.effective_protocol(staff.unit_id)
+
+
+@blp.route("/unit/protocol/proposals/<int:proposal_id>/reject", methods=["POST"])
+@roles_required(CLINICAL_LEADS)
+@blp.arguments(ProposalRejectIn())
+@idempotent
+@blp.response(200, ProposalResult)
+@blp.alt_response(409, description="protocol-proposal-decided: it was approved or rejected already")
+def reject_proposal(body, proposal_id):
+    """The clinical lead rejects a proposal, with the reason; nothing changes in force."""
+    proposal = protocol.reject_protocol_proposal(current_staff(), proposal_id, reason=body["reason"],
+                                                 now=now())
+    return {"proposal": proposal}
 
 
 @blp.route("/referrals/check", methods=["POST"])
@@ -140,7 +190,8 @@ def check_referral(body):
 @blp.response(201, AdmissionSchema)
 @blp.alt_response(422, description="Validation failed, or admission-declined with `reasons`")
 def admit(body):
-    """Admit a referral; a medically monitored unit declines (422 admission-declined) what it cannot meet."""
+    """Admit a referral; a unit declines (422 admission-declined) what it cannot meet, and a
+    re-referral after a decline needs a reason for each changed figure (422)."""
     at = now()
     admission = services.admit_resident(current_staff(), now=at, **body)
     return admission_view(admission, at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from datetime import date
 
 import flask_migrate
 import pytest
@@ -213,6 +214,77 @@ def test_status_code_is_not_null_and_a_legacy_key_without_a_reply_keeps_the_key_
                 assert columns["status_code"]["nullable"] is True
                 assert conn.scalar(sa.select(keys.c.status_code)
                                    .where(keys.c.key == "legacy")) == 409
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_protocol_proposals_migration_keeps_every_row_and_allows_the_clinical_lead(
+        empty_database, keep_logging):
+    """59f9ec9e2443: staff, a protocol version, a referral and its admission made before are
+    kept (SQLite copies the staff and referrals tables to change them, foreign keys off and
+    checked); the old version has no approver; a clinical lead can be created afterwards."""
+    from tests.conftest import PASSWORD
+    from unit import services
+    from unit.models import Unit
+
+    protocols = sa.table("unit_protocols", *(sa.column(name) for name in (
+        "unit_id", "version", "reason", "created_by_id", "created_at")), sa.column("settings", sa.JSON()))
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=empty_database)
+    with app.app_context():
+        try:
+            flask_migrate.upgrade(revision="3a9662c5d950")
+            at = utcnow()
+            services.create_unit("MIG", "Migrated", "medically_monitored", now=at)
+            manager = services.create_staff(unit_code="MIG", username="boss", role="manager",
+                                            password=PASSWORD, full_name="Boss", email=None, now=at,
+                                            min_password_length=8)
+            db.session.commit()
+            unit_id = db.session.scalar(sa.select(Unit.id).where(Unit.code == "MIG"))
+            manager_id = db.session.scalar(sa.text("SELECT id FROM staff WHERE username = 'boss'"))
+            db.session.execute(protocols.insert(), {
+                "unit_id": unit_id, "version": 1, "reason": "Before sign-off", "created_by_id": manager_id,
+                "created_at": at, "settings": {"monitoring": {"not_done_retry_minutes": 20}}})
+            db.session.execute(sa.text(
+                "INSERT INTO residents (unit_id, name, date_of_birth, created_at) "
+                "VALUES (:unit, 'Kept Person', :dob, :at)"), {"unit": unit_id, "dob": date(1970, 1, 1), "at": at})
+            resident_id = db.session.scalar(sa.text("SELECT id FROM residents"))
+            referral = sa.table("referrals", *(sa.column(name) for name in (
+                "unit_id", "unit_model", "decision", "recommended_setting", "decided_at", "decided_by_id")),
+                *(sa.column(name, sa.JSON()) for name in (
+                    "resident_snapshot", "substances", "assessment", "reasons", "flags", "recommended_reasons")))
+            db.session.execute(referral.insert(), {
+                "unit_id": unit_id, "unit_model": "medically_monitored", "decision": "admitted",
+                "recommended_setting": "community", "decided_at": at, "decided_by_id": manager_id,
+                "resident_snapshot": {"name": "Kept Person"}, "substances": ["alcohol"], "assessment": {},
+                "reasons": [], "flags": [], "recommended_reasons": []})
+            referral_id = db.session.scalar(sa.text("SELECT id FROM referrals"))
+            admissions = sa.table("admissions", *(sa.column(name) for name in (
+                "unit_id", "resident_id", "referral_id", "status", "high_risk", "admitted_at",
+                "admitted_by_id")), sa.column("substances", sa.JSON()))
+            db.session.execute(admissions.insert(), {
+                "unit_id": unit_id, "resident_id": resident_id, "referral_id": referral_id, "status": "active",
+                "high_risk": False, "admitted_at": at, "admitted_by_id": manager_id, "substances": ["alcohol"]})
+            db.session.commit()
+            db.session.remove()
+            del manager
+
+            flask_migrate.upgrade()
+            with db.engine.connect() as conn:
+                assert conn.scalar(sa.text("SELECT count(*) FROM staff")) == 1
+                assert tuple(conn.execute(sa.text(
+                    "SELECT a.referral_id, r.previous_decline_id, a.override_reason FROM admissions a "
+                    "JOIN referrals r ON r.id = a.referral_id")).one()) == (referral_id, None, None)
+                row = conn.execute(sa.text("SELECT version, approved_by_id FROM unit_protocols")).one()
+                assert tuple(row) == (1, None)
+                if conn.dialect.name == "sqlite":
+                    assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                    assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+            services.create_staff(unit_code="MIG", username="lead", role="clinical_lead",
+                                  password=PASSWORD, full_name="Dr Lead", email=None, now=utcnow(),
+                                  min_password_length=8)
+            db.session.commit()
+            assert db.session.scalar(sa.text("SELECT role FROM staff WHERE username = 'lead'")) == "clinical_lead"
         finally:
             db.session.remove()
             db.engine.dispose()

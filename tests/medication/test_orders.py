@@ -13,6 +13,7 @@ from medication.drugs import reducing_regimen
 from medication.models import MedicationOrder, ScheduledDose
 from medication.orders import escalate_uncountersigned
 from monitoring.models import Escalation
+from tests.conftest import adopt_protocol
 from tests.medication.conftest import START
 from tests.medication.helpers import (
     assert_problem,
@@ -176,7 +177,7 @@ def test_prn_chlordiazepoxide_limits(ward, change, field):
     assert field in problem["errors"], problem
 
 
-def test_prn_benzodiazepine_on_monitored_unit_needs_the_protocol(make_ward, app, clock):
+def test_prn_benzodiazepine_on_monitored_unit_needs_the_protocol(make_ward, app, clock, make_staff, login):
     ward = make_ward("medically_monitored")
     admission = ward.admit()
     response = post(ward.doctor, f"/api/v1/admissions/{admission['id']}/orders", prn_chlordiazepoxide())
@@ -190,13 +191,8 @@ def test_prn_benzodiazepine_on_monitored_unit_needs_the_protocol(make_ward, app,
                                      "min_interval_minutes": 240, "max_daily_mg": 0.8,
                                      "trigger": {"scale": "cows", "min_total": 5}})
 
-    from unit import services as unit_services
-
-    with app.app_context():
-        manager = db.session.scalars(sa.select(Staff).where(Staff.username == ward.usernames["manager"])).one()
-        unit_services.update_protocol(manager, section="medication",
-                                      values={"prn_benzodiazepines_on_monitored": True},
-                                      reason="24-hour nursing with CIWA-trained staff", now=clock())
+    adopt_protocol(ward.manager, login(make_staff(ward.code, "clinical_lead")), "medication",
+                   {"prn_benzodiazepines_on_monitored": True}, "24-hour nursing with CIWA-trained staff")
     reply = order(ward.gp, admission["id"], prn_chlordiazepoxide())
     assert reply["kind"] == "prn"
 
@@ -364,13 +360,9 @@ def test_uncountersigned_phone_order_escalates_after_24_hours(ward, app, clock):
         assert event.after["late"] is True
 
 
-def test_countersign_hours_follow_the_unit_protocol(ward, app, clock):
-    from unit import services as unit_services
-
-    with app.app_context():
-        manager = db.session.scalars(sa.select(Staff).where(Staff.username == ward.usernames["manager"])).one()
-        unit_services.update_protocol(manager, section="medication", values={"countersign_hours": 12},
-                                      reason="Local policy: countersign by the next ward round", now=clock())
+def test_countersign_hours_follow_the_unit_protocol(ward, app, clock, make_staff, login):
+    adopt_protocol(ward.manager, login(make_staff(ward.code, "clinical_lead")), "medication",
+                   {"countersign_hours": 12}, "Local policy: countersign by the next ward round")
     admission = ward.admit()
     reply = order(ward.nurse, admission["id"], {**fixed(20), **phone(ward.usernames["gp"])})
     assert as_utc(reply["countersign_due_at"]) == START + timedelta(hours=12)

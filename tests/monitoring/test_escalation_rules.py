@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from config.extensions import db
+from tests.conftest import adopt_protocol
 from tests.monitoring.escalation_support import (
     NEWS2_HIGH_7,
     NEWS2_HIGH_14,
@@ -350,7 +351,8 @@ def sweep_writes(app, unit_code: str, detected_at: datetime) -> dict:
             "messages": messages}
 
 
-def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(make_ward, app, clock, make_staff):
+def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(make_ward, app, clock, make_staff,
+                                                                      login):
     """After downtime one sweep flags many slots on several units at once: each slot is
     escalated as if alone, in flagging order (a cause's first slot opens its escalation, the
     next ones update it), with each unit's own protocol and paging, and every chain verifies."""
@@ -363,9 +365,8 @@ def test_one_sweep_escalates_many_slots_on_several_units_slot_by_slot(make_ward,
     for ward in (managed, monitored):
         make_staff(ward.code, "nurse", username=f"{ward.code.lower()}-nurse2",
                    email=f"{ward.code.lower()}-nurse2@example.org")
-    assert monitored.manager.post("/api/v1/unit/protocol", json={
-        "section": "escalation", "values": {"targets": {"soon": 90}},
-        "reason": "Local policy"}).status_code == 201
+    adopt_protocol(monitored.manager, login(make_staff(monitored.code, "clinical_lead")),
+                   "escalation", {"targets": {"soon": 90}}, "Local policy")
     assert managed.manager.post("/api/v1/rota", json={
         "duty": "nurse_in_charge", "staff_id": managed.staff_id("nurse"),
         "starts_at": iso(start - timedelta(hours=1)),

@@ -22,6 +22,7 @@ from tests.monitoring.escalation_support import (
     cows,
     observe,
 )
+from tests.conftest import WARD_ROLES, adopt_protocol, propose_protocol
 from tests.monitoring.helpers import assert_problem, row_counts
 
 # docs/clinical-rules.md s1 default bands, as GET /unit/protocol shows them before any change.
@@ -41,16 +42,20 @@ def bands(*spans, codes=("minimal", "moderate", "severe")) -> list[dict]:
     return [{"code": code, "low": low, "high": high} for code, (low, high) in zip(codes, spans)]
 
 
+@pytest.fixture
+def ward(make_ward):
+    """A monitored unit with every role signed in, its clinical lead too (who approves)."""
+    return make_ward(roles=(*WARD_ROLES, "clinical_lead"))
+
+
 def adopt(client, section: str, values: dict, reason: str = "Local protocol", key: str | None = None):
-    headers = {"Idempotency-Key": key} if key is not None else None
-    return client.post("/api/v1/unit/protocol", json={"section": section, "values": values,
-                                                      "reason": reason}, headers=headers)
+    """The manager's proposal (the 422 of a refused one)."""
+    return propose_protocol(client, section, values, reason, key)
 
 
-def adopted(client, section: str, values: dict) -> dict:
-    response = adopt(client, section, values)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
+def adopted(ward, section: str, values: dict) -> dict:
+    """Proposed by the manager and approved by the clinical lead: the protocol in force."""
+    return adopt_protocol(ward.manager, ward.clinical_lead, section, values)
 
 
 # --- refusals: nothing is stored that would later fail or mislead -----------------------------
@@ -114,46 +119,50 @@ REFUSED = [
 @pytest.mark.parametrize("section, values, named", REFUSED,
                          ids=[f"{i}-{s}-{'+'.join(sorted(n))}" for i, (s, _, n) in enumerate(REFUSED)])
 def test_a_protocol_that_would_fail_or_mislead_is_refused(app, ward, section, values, named):
+    """HAZ-037: a value the scales cannot use is refused, naming each key; nothing stored."""
     before = row_counts(app)
     body = assert_problem(adopt(ward.manager, section, values), 422, "protocol-invalid")
     assert set(body["errors"]) == named, body["errors"]
     assert all(body["errors"][key] for key in named)
     assert row_counts(app)["unit_protocols"] == before["unit_protocols"] == 0
+    assert row_counts(app)["protocol_proposals"] == before["protocol_proposals"] == 0
     assert row_counts(app)["audit_events"] == before["audit_events"]
 
 
 def test_the_service_refuses_renamed_bands_so_recording_never_fails(app, ward, clock):
+    """HAZ-037: renamed bands never reach the store, so recording keeps working."""
     # The review's 500: renamed bands stored through the service made every CIWA-Ar a crash.
     from unit.errors import ProtocolInvalid
     from unit.models import Staff
-    from unit.services import update_protocol
+    from unit.protocol import update_protocol
 
     with app.app_context():
-        manager = db.session.scalars(sa.select(Staff).where(Staff.username == ward.usernames["manager"])).one()
+        manager, lead = (db.session.scalars(sa.select(Staff).where(Staff.username == ward.usernames[role])).one()
+                         for role in ("manager", "clinical_lead"))
         with pytest.raises(ProtocolInvalid) as refused:
             update_protocol(manager, section="monitoring",
                             values={"bands": {"ciwa-ar": bands((0, 9), (10, 67), codes=("low", "high"))}},
-                            reason="Renamed", now=clock())
+                            reason="Renamed", approved_by=lead, now=clock())
     assert set(refused.value.errors) == {"bands.ciwa-ar"}
     admission = ward.admit()
     reply = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(12))
     assert (reply["total"], reply["band"]) == (12, "moderate")
 
 
-def test_only_a_manager_adopts_a_protocol_and_a_key_is_required(app, ward):
-    for role in ("nurse", "doctor", "gp", "inspector"):
+def test_only_a_manager_proposes_a_protocol_and_a_key_is_required(app, ward):
+    for role in ("nurse", "doctor", "gp", "inspector", "clinical_lead"):
         assert_problem(adopt(getattr(ward, role), "monitoring", {"not_done_retry_minutes": 20}), 403)
     assert_problem(adopt(ward.manager, "monitoring", {"not_done_retry_minutes": 20}, key=""), 400,
                    "idempotency-key-missing")
-    assert row_counts(app)["unit_protocols"] == 0
+    assert row_counts(app)["unit_protocols"] == row_counts(app)["protocol_proposals"] == 0
 
 
 # --- a unit with its own bands ---------------------------------------------------------------
 
 def test_a_unit_records_schedules_and_escalates_by_its_own_ciwa_bands(app, ward, clock):
-    adopted(ward.manager, "monitoring", {"bands": {"ciwa-ar": CIWA_OWN},
+    adopted(ward, "monitoring", {"bands": {"ciwa-ar": CIWA_OWN},
                                          "intervals": {"ciwa-ar": {"severe": 30}}})
-    adopted(ward.manager, "escalation", {"ciwa_emergency_total": 25})
+    adopted(ward, "escalation", {"ciwa_emergency_total": 25})
     admission = ward.admit()
     aid = admission["id"]
 
@@ -184,8 +193,8 @@ def test_a_unit_records_schedules_and_escalates_by_its_own_ciwa_bands(app, ward,
 
 
 def test_reasons_state_the_units_own_news2_and_cows_ranges(app, ward):
-    adopted(ward.manager, "monitoring", {"bands": {"news2": NEWS2_OWN}})
-    adopted(ward.manager, "monitoring", {"bands": {"cows": [
+    adopted(ward, "monitoring", {"bands": {"news2": NEWS2_OWN}})
+    adopted(ward, "monitoring", {"bands": {"cows": [
         {"code": "none", "low": 0, "high": 4}, {"code": "mild", "low": 5, "high": 12},
         {"code": "moderate", "low": 13, "high": 20}, {"code": "moderately_severe", "low": 21, "high": 30},
         {"code": "severe", "low": 31, "high": 48}]}})
@@ -213,7 +222,7 @@ def test_default_reasons_state_the_clinical_md_ranges(ward):
 
 
 def test_a_partial_target_keeps_the_other_defaults(app, ward):
-    body = adopted(ward.manager, "escalation", {"targets": {"urgent": 20}})
+    body = adopted(ward, "escalation", {"targets": {"urgent": 20}})
     assert body["sections"]["escalation"]["targets"] == {"emergency": 5, "urgent": 20, "soon": 120}
     aid = ward.admit()["id"]
     assert observe(ward.nurse, aid, "ciwa-ar", ciwa(17))["escalation"]["target_minutes"] == 20
@@ -239,26 +248,35 @@ def test_the_protocol_api_round_trip(app, ward, clock):
 
     values = {"bands": {"ciwa-ar": [{k: v for k, v in band.items() if k != "label"} for band in CIWA_OWN]}}
     response = adopt(ward.manager, "monitoring", values, reason="Clinical lead sign-off 2024-05", key="p-1")
+    assert response.status_code == 202, response.get_json()
+    proposal = response.get_json()["proposal"]
+    response = ward.clinical_lead.post(f"/api/v1/unit/protocol/proposals/{proposal['id']}/approve",
+                                       headers={"Idempotency-Key": "a-1"})
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
     assert body["version"] == 1 and body["reason"] == "Clinical lead sign-off 2024-05"
     assert body["created_by"]["username"] == ward.usernames["manager"]
+    assert body["approved_by"]["username"] == ward.usernames["clinical_lead"]
     assert body["created_at"]
     assert body["sections"]["monitoring"]["bands"]["ciwa-ar"] == CIWA_OWN  # labels filled in
     assert body["sections"]["monitoring"]["bands"]["cows"][0] == \
         {"code": "none", "label": "No active withdrawal", "low": 0, "high": 4}
     assert body["own"] == {"monitoring": {"bands": {"ciwa-ar": CIWA_OWN}}}
 
-    # A retry replays the first reply and writes nothing.
+    # A retry of either replays the first reply and writes nothing.
     before = row_counts(app)
     retry = adopt(ward.manager, "monitoring", values, reason="Clinical lead sign-off 2024-05", key="p-1")
+    assert retry.status_code == 202 and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_json()["proposal"] == proposal
+    retry = ward.clinical_lead.post(f"/api/v1/unit/protocol/proposals/{proposal['id']}/approve",
+                                    headers={"Idempotency-Key": "a-1"})
     assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
     assert retry.get_json() == body
     assert row_counts(app) == before
 
     # Another scale's bands leave these alone; every role reads the result.
-    adopted(ward.manager, "monitoring", {"bands": {"news2": NEWS2_OWN}})
-    for role in ("nurse", "doctor", "gp", "manager", "inspector"):
+    adopted(ward, "monitoring", {"bands": {"news2": NEWS2_OWN}})
+    for role in ("nurse", "doctor", "gp", "manager", "inspector", "clinical_lead"):
         seen = getattr(ward, role).get("/api/v1/unit/protocol").get_json()
         assert seen["version"] == 2
         assert seen["sections"]["monitoring"]["bands"]["ciwa-ar"] == CIWA_OWN
@@ -266,7 +284,9 @@ def test_the_protocol_api_round_trip(app, ward, clock):
     # GET /scales shows the unit's bands too.
     scales = {s["code"]: s for s in ward.nurse.get("/api/v1/scales").get_json()}
     assert scales["ciwa-ar"]["bands"] == CIWA_OWN
-    assert [row[1:] for row in audit_rows(app, ward.code)].count(("protocol.update", "manager")) == 2
+    actions = [row[1:] for row in audit_rows(app, ward.code)]
+    assert actions.count(("protocol.propose", "manager")) == 2
+    assert actions.count(("protocol.update", "clinical_lead")) == 2
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -276,13 +296,15 @@ def test_the_protocol_cli_round_trip(app, ward, tmp_path):
     path = tmp_path / "bands.json"
     path.write_text(json.dumps({"bands": {"ciwa-ar": CIWA_OWN}, "intervals": {"ciwa-ar": {"severe": 30}}}))
     result = runner.invoke(args=["unit", "protocol", ward.code, "--section", "monitoring",
-                                 "--file", str(path), "--reason", "Adopted by the clinical lead"])
+                                 "--file", str(path), "--reason", "Adopted by the clinical lead",
+                                 "--approved-by", ward.usernames["clinical_lead"]])
     assert result.exit_code == 0, result.output
     assert "version 1" in result.output and '"high": 9' in result.output
     body = ward.nurse.get("/api/v1/unit/protocol").get_json()
     assert body["sections"]["monitoring"]["bands"]["ciwa-ar"] == CIWA_OWN
     assert body["reason"] == "Adopted by the clinical lead"
     assert body["created_by"]["username"] == ward.usernames["manager"]
+    assert body["approved_by"]["username"] == ward.usernames["clinical_lead"]
     aid = ward.admit()["id"]
     reply = observe(ward.nurse, aid, "ciwa-ar", ciwa(19))
     assert (reply["band"], reply["interval_minutes"]) == ("severe", 30)
@@ -290,7 +312,8 @@ def test_the_protocol_cli_round_trip(app, ward, tmp_path):
     before = row_counts(app)
     path.write_text(json.dumps({"bands": {"ciwa-ar": bands((0, 9), (10, 67), codes=("low", "high"))}}))
     result = runner.invoke(args=["unit", "protocol", ward.code, "--section", "monitoring",
-                                 "--file", str(path), "--reason", "Renamed"])
+                                 "--file", str(path), "--reason", "Renamed",
+                                 "--approved-by", ward.usernames["clinical_lead"]])
     assert result.exit_code == 2 and "bands.ciwa-ar" in result.output
     path.write_text("{not json")
     result = runner.invoke(args=["unit", "protocol", ward.code, "--section", "monitoring",
@@ -316,7 +339,7 @@ def form_scale(client, admission_id: int, scale: str) -> dict:
 def test_the_form_scores_live_with_the_units_bands(app, ward):
     aid = ward.admit()["id"]
     assert form_scale(ward.nurse, aid, "ciwa-ar")["bands"] == CIWA_DEFAULT
-    adopted(ward.manager, "monitoring", {"bands": {"ciwa-ar": CIWA_OWN}})
+    adopted(ward, "monitoring", {"bands": {"ciwa-ar": CIWA_OWN}})
     shown = form_scale(ward.nurse, aid, "ciwa-ar")
     assert shown["bands"] == CIWA_OWN
     # What observe.js's bandFor computes from those bands is what the server saves.

@@ -15,7 +15,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 TABLES = {"model_history", "admissions", "declined_referrals", "high_risk_admissions", "observations_by_scale",
           "observations_by_resident", "observations_by_shift", "worst_late_observations", "escalations",
           "escalation_breaches", "doses", "prn_per_resident", "safety_refusals", "uncountersigned_phone_orders",
-          "cd_register"}
+          "cd_register", "protocol_versions", "doctor_overrides", "re_referrals"}
 
 
 def read_csv(text: str) -> list[list[str]]:
@@ -49,7 +49,8 @@ def test_csv_tables_hold_the_figures(zipped, history, ward):
     assert zipped["declined_referrals"][0] == ["referral_id", "resident", "decided_at", "criteria",
                                                "recommended_setting"]
     assert zipped["declined_referrals"][1][1:] == [
-        "Dee Declined", iso(at(3, 8, 5)), "SADQ over 30; History of epilepsy or withdrawal seizures", "hospital"]
+        "Dee Declined", iso(at(3, 8, 5)),
+        "SADQ over 30; History of epilepsy or withdrawal seizures; Recommended setting: hospital", "hospital"]
     assert zipped["high_risk_admissions"] == [
         ["admission_id", "referral_id", "resident", "decided_at", "unit_model", "criteria", "recommended_setting"],
         [str(history.ids["cara"]), zipped["high_risk_admissions"][1][1], "Cara Cole", iso(at(3, 14, 30)),

@@ -62,13 +62,16 @@ def test_admissions_against_competence(report, history):
     admissions = report["admissions"]
     # Ann, Bob and Cara; Olive (2 March) and Lou (5 March 00:00) are outside the period.
     assert (admissions["admitted"], admissions["declined"], admissions["high_risk_admitted"]) == (3, 1, 1)
-    assert history.ids["declined_codes"] == ["sadq_over_limit", "seizure_history"]
-    assert admissions["declined_reasons"] == {"sadq_over_limit": 1, "seizure_history": 1}
+    # Seizures with severe dependence: hospital recommended, which every unit declines too.
+    assert history.ids["declined_codes"] == ["hospital_recommended", "sadq_over_limit", "seizure_history"]
+    assert admissions["declined_reasons"] == {"hospital_recommended": 1, "sadq_over_limit": 1,
+                                              "seizure_history": 1}
     (declined,) = admissions["declined_referrals"]
     assert declined["resident"] == "Dee Declined" and declined["decided_at"] == iso(at(3, 8, 5))
     assert declined["unit_model"] == "medically_monitored"
-    assert declined["criteria_codes"] == ["sadq_over_limit", "seizure_history"]
-    assert declined["criteria"] == ["SADQ over 30", "History of epilepsy or withdrawal seizures"]
+    assert declined["criteria_codes"] == ["sadq_over_limit", "seizure_history", "hospital_recommended"]
+    assert declined["criteria"] == ["SADQ over 30", "History of epilepsy or withdrawal seizures",
+                                    "Recommended setting: hospital"]
     assert declined["recommended_setting"] == "hospital"
     # Issue 6: each high-risk admission with the criteria met, and the model it was admitted under.
     (high_risk,) = admissions["high_risk_admissions"]

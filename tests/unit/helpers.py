@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from config.extensions import db
 
-ROLES = ("nurse", "doctor", "gp", "manager", "inspector")
+ROLES = ("nurse", "doctor", "gp", "manager", "inspector", "clinical_lead")
 
 
 def row_counts(app) -> dict[str, int]:

@@ -65,7 +65,7 @@ def test_every_write_appends_an_event_with_the_actors_role(app, busy_unit):
     rows = audit_rows(app, staff.code)
     assert [seq for seq, _, _ in rows] == list(range(1, len(rows) + 1))  # no gaps
     unit_rows = [(action, role) for _, action, role in rows if action in UNIT_ACTIONS]
-    assert unit_rows == [("unit.create", None)] + [("staff.create", None)] * 5 + [
+    assert unit_rows == [("unit.create", None)] + [("staff.create", None)] * len(ROLES) + [
         ("admission.create", "nurse"),
         ("referral.decline", "doctor"),
         ("unit.model_change", "manager"),

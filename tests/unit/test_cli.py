@@ -140,33 +140,61 @@ def test_audit_verify_reports_a_broken_chain(app, cli, make_unit):
 
 
 def test_unit_protocol_tightens_the_competence_criteria(app, cli, make_unit, make_staff, tmp_path):
+    """HAZ-031: the command line adopts a change only with the clinical lead named as its
+    approver (both names on the version); without --approved-by it is a proposal only."""
     code = make_unit()
     manager = make_staff(code, "manager")
+    lead = make_staff(code, "clinical_lead")
+    doctor = make_staff(code, "doctor")
     values = tmp_path / "competence.json"
     values.write_text('{"sadq_decline_above": 25}')
+    # Without --approved-by: proposed, nothing in force.
     result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
                  "--reason", "Local policy")
     assert result.exit_code == 0, result.output
-    assert "version 1" in result.output and '"sadq_decline_above": 25' in result.output
+    assert "proposed" in result.output and "Nothing changes" in result.output
     with app.app_context():
         from unit.services import effective_protocol, get_unit
 
+        assert effective_protocol(get_unit(code).id)["version"] is None
+    result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
+                 "--reason", "Local policy", "--approved-by", lead)
+    assert result.exit_code == 0, result.output
+    assert "version 1" in result.output and '"sadq_decline_above": 25' in result.output
+    assert f"proposed by {manager}, approved by {lead}" in result.output
+    with app.app_context():
         protocol = effective_protocol(get_unit(code).id)
         assert protocol["created_by"].username == manager and protocol["reason"] == "Local policy"
+        assert protocol["approved_by"].username == lead
     before = row_counts(app)
+    # The approver must be a clinical lead of the unit: a doctor or an unknown name is refused.
+    for approver in (doctor, manager, "nobody"):
+        result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
+                     "--reason", "Tighter", "--approved-by", approver)
+        assert result.exit_code == 2 and "not an active clinical lead" in result.output
     values.write_text('{"sadq_decline_above": 35}')  # looser: refused
     result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
-                 "--reason", "Looser")
+                 "--reason", "Looser", "--approved-by", lead)
     assert result.exit_code == 2 and "sadq_decline_above" in result.output
     make_staff(code, "manager")  # two managers: the CLI must be told which one acts
     values.write_text('{"sadq_decline_above": 24}')
     result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
-                 "--reason", "Tighter")
+                 "--reason", "Tighter", "--approved-by", lead)
     assert result.exit_code == 2 and "--manager" in result.output
     assert writes_between(before, row_counts(app)) == {"staff": 1, "audit_events": 1}
     result = cli("unit", "protocol", code, "--section", "competence", "--file", str(values),
-                 "--reason", "Tighter", "--manager", manager)
+                 "--reason", "Tighter", "--manager", manager, "--approved-by", lead)
     assert result.exit_code == 0 and "version 2" in result.output
+
+
+def test_user_create_clinical_lead(app, cli, make_unit, login):
+    code = make_unit()
+    result = cli("user", "create", "lee", "--role", "clinical_lead", "--unit", code,
+                 "--name", "Dr Lee Lead", env={"NEW_PASSWORD": STRONG})
+    assert result.exit_code == 0, result.output
+    assert "lee (clinical_lead)" in result.output
+    who = login("lee", STRONG).get("/api/v1/auth/session").get_json()
+    assert who["staff"]["role"] == "clinical_lead"
 
 
 def test_user_disable_ends_every_session_and_refuses_sign_in(app, cli, make_unit, make_staff, login):
@@ -193,3 +221,17 @@ def test_user_disable_refusals(app, cli, make_unit, make_staff):
     assert cli("user", "disable", name, "--reason", "  ").exit_code != 0
     assert cli("user", "disable", name).exit_code == 2  # --reason is required
     assert writes_between(before, row_counts(app)) == {}
+
+
+def test_demo_seed_admits_its_residents_and_has_a_clinical_lead(app, cli, login):
+    """The demo's referrals carry what each kind needs (units a day for alcohol, the opioids
+    used now for opioids), so the seed admits all three; its clinical lead signs in."""
+    result = cli("demo", "seed")
+    assert result.exit_code == 0, result.output
+    assert "with 3 residents" in result.output and "lead-demo-pass" in result.output
+    lead = login("lead", "lead-demo-pass")
+    assert lead.get("/api/v1/auth/session").get_json()["staff"]["role"] == "clinical_lead"
+    admissions = lead.get("/api/v1/admissions?status=active").get_json()
+    assert sorted(a["resident"]["name"] for a in admissions) == ["Alex Morgan", "Jo Evans", "Sam Taylor"]
+    again = cli("demo", "seed")
+    assert again.exit_code == 0 and "already exists" in again.output

@@ -37,6 +37,7 @@ def referrals(app, code):
 
 @pytest.mark.parametrize("criterion", sorted(CRITERIA))
 def test_a_monitored_unit_declines_each_criterion_and_keeps_the_referral(app, team, criterion):
+    """HAZ-034: each decline criterion on its own declines on a monitored unit; kept."""
     staff = team(MONITORED)
     nurse = staff.client("nurse")
     before = row_counts(app)
@@ -82,8 +83,9 @@ def test_every_criterion_met_is_listed(team):
                           history_of_delirium_tremens=True, significant_comorbidity=True,
                           pregnant=True)
     body = assert_problem(nurse.post("/api/v1/admissions", json=everything), 422, "admission-declined")
-    # 40 units is over 30, so the 15-30-with-comorbidity criterion is not the one met.
-    assert set(codes(body["reasons"])) == set(CRITERIA) - {"comorbidity_with_units"}
+    # 40 units is over 30, so the 15-30-with-comorbidity criterion is not the one met; the
+    # recommended setting is hospital, which every unit declines too.
+    assert set(codes(body["reasons"])) == set(CRITERIA) - {"comorbidity_with_units"} | {"hospital_recommended"}
     assert body["recommended_setting"] == "hospital"
 
 
@@ -115,6 +117,7 @@ BOUNDARIES = [
 
 
 def test_boundaries(team):
+    """HAZ-034: each limit declines just past it, and not at it."""
     nurse = team(MONITORED).client("nurse")
     for n, (assessment, declined_by) in enumerate(BOUNDARIES):
         response = nurse.post("/api/v1/admissions", json=referral(name=f"Person {n}", **assessment))
@@ -134,11 +137,12 @@ def test_sadq_exactly_30_is_flagged_for_clinical_judgement(app, team):
     assert codes(referrals(app, staff.code)[0].flags) == ["sadq_at_limit"]
 
 
-def test_comorbidity_without_units_is_flagged_not_declined(team):
-    response = team(MONITORED).client("nurse").post(
-        "/api/v1/admissions", json=referral(units_per_day=None, significant_comorbidity=True))
-    assert response.status_code == 201
-    assert codes(response.get_json()["flags"]) == ["comorbidity_units_unknown"]
+def test_comorbidity_with_units_unknown_counts_as_over_the_limit(team):
+    """HAZ-034: units a day "unknown" counts as over the limit, comorbidity or not."""
+    body = assert_problem(team(MONITORED).client("nurse").post(
+        "/api/v1/admissions", json=referral(units_per_day="unknown", significant_comorbidity=True)),
+        422, "admission-declined")
+    assert codes(body["reasons"]) == ["units_over_limit"]
 
 
 def test_benzodiazepines_alone_are_not_the_combined_criterion(team):
@@ -175,8 +179,8 @@ RECOMMENDATIONS = [
     (dict(sadq=0, units_per_day=None, substances=("other",)), "community"),
     (dict(sadq=20, units_per_day=12), "residential_medically_monitored"),
     (dict(sadq=5, units_per_day=16), "residential_medically_monitored"),
-    (dict(sadq=0, units_per_day=None, substances=("opioids",)), "residential_medically_monitored"),
-    (dict(sadq=10, units_per_day=None, significant_comorbidity=True), "residential_medically_monitored"),
+    (dict(sadq=None, audit=None, units_per_day=None, substances=("opioids",)), "residential_medically_monitored"),
+    (dict(sadq=10, units_per_day=10, significant_comorbidity=True), "residential_medically_monitored"),
     (dict(pregnant=True), "medically_managed"),
     (dict(sadq=35), "medically_managed"),
     (dict(dob=years_ago(17)), "medically_managed"),
@@ -212,29 +216,32 @@ def test_the_check_uses_the_model_in_force_now(team, clock):
 
 # --- the unit's protocol may tighten the criteria, never loosen them ------------------------
 
-def _manager(staff):
+def _member(staff, role: str = "manager"):
     from unit.models import Staff
 
-    return db.session.scalars(sa.select(Staff).where(Staff.username == staff.usernames["manager"])).one()
+    return db.session.scalars(sa.select(Staff).where(Staff.username == staff.usernames[role])).one()
 
 
 def test_a_tightened_protocol_declines_sooner(app, team, clock):
-    from unit.services import update_protocol
+    from unit.protocol import update_protocol
 
     staff = team(MONITORED)
+    staff.usernames["clinical_lead"]
     with app.app_context():
-        update_protocol(_manager(staff), section="competence",
+        update_protocol(_member(staff), section="competence",
                         values={"sadq_decline_above": 25, "minimum_age": 21},
-                        reason="Local policy", now=clock())
+                        reason="Local policy", approved_by=_member(staff, "clinical_lead"),
+                        now=clock())
     nurse = staff.client("nurse")
-    body = assert_problem(nurse.post("/api/v1/admissions", json=referral(sadq=26)), 422, "admission-declined")
+    body = assert_problem(nurse.post("/api/v1/admissions", json=referral(name="Sad Q", sadq=26)), 422,
+                          "admission-declined")
     assert codes(body["reasons"]) == ["sadq_over_limit"]
     assert "25" in body["reasons"][0]["criterion"]
-    body = assert_problem(nurse.post("/api/v1/admissions", json=referral(dob=years_ago(20))), 422,
-                          "admission-declined")
+    body = assert_problem(nurse.post("/api/v1/admissions", json=referral(name="Young", dob=years_ago(20))),
+                          422, "admission-declined")
     assert codes(body["reasons"]) == ["under_minimum_age"]
-    assert nurse.post("/api/v1/admissions", json=referral(sadq=24)).status_code == 201
-    assert ("protocol.update", "manager") in [row[1:] for row in audit_rows(app, staff.code)]
+    assert nurse.post("/api/v1/admissions", json=referral(name="Another", sadq=24)).status_code == 201
+    assert ("protocol.update", "clinical_lead") in [row[1:] for row in audit_rows(app, staff.code)]
 
 
 LOOSER = [{"sadq_decline_above": 35}, {"units_decline_above": 40}, {"minimum_age": 16},
@@ -242,8 +249,9 @@ LOOSER = [{"sadq_decline_above": 35}, {"units_decline_above": 40}, {"minimum_age
 
 
 def test_a_protocol_may_not_loosen_the_criteria(app, team, clock):
+    """HAZ-030: the competence limits may be tightened, never loosened."""
     from unit.errors import ProtocolInvalid
-    from unit.services import update_protocol
+    from unit.protocol import propose_protocol_change
 
     staff = team(MONITORED)
     staff.usernames["manager"]
@@ -251,8 +259,8 @@ def test_a_protocol_may_not_loosen_the_criteria(app, team, clock):
     for values in LOOSER:
         with app.app_context():
             with pytest.raises(ProtocolInvalid) as refused:
-                update_protocol(_manager(staff), section="competence", values=values,
-                                reason="Looser", now=clock())
+                propose_protocol_change(_member(staff), section="competence", values=values,
+                                        reason="Looser", now=clock())
         assert set(refused.value.errors) == set(values)
     assert writes_between(before, row_counts(app)) == {}
 

@@ -14,9 +14,10 @@ from tests.conftest import PASSWORD, referral
 from tests.unit.helpers import ROLES, assert_problem, csrf_token, row_counts
 
 EVERYONE = frozenset(ROLES)
-CLINICAL = frozenset({"nurse", "doctor", "gp", "manager"})
+CLINICAL = frozenset({"nurse", "doctor", "gp", "manager", "clinical_lead"})
 MANAGER = frozenset({"manager"})
-PRESCRIBERS = frozenset({"doctor", "gp"})
+CLINICAL_LEAD = frozenset({"clinical_lead"})
+PRESCRIBERS = frozenset({"doctor", "gp", "clinical_lead"})
 AUDITORS = frozenset({"manager", "inspector"})
 PUBLIC = "public"  # reachable without signing in (sign-in itself)
 
@@ -31,6 +32,10 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("POST", "/api/v1/unit/model"): MANAGER,
     ("GET", "/api/v1/unit/protocol"): EVERYONE,
     ("POST", "/api/v1/unit/protocol"): MANAGER,
+    ("GET", "/api/v1/unit/protocol/proposals"): EVERYONE,
+    ("GET", "/api/v1/unit/protocol/proposals/<int:proposal_id>"): EVERYONE,
+    ("POST", "/api/v1/unit/protocol/proposals/<int:proposal_id>/approve"): CLINICAL_LEAD,
+    ("POST", "/api/v1/unit/protocol/proposals/<int:proposal_id>/reject"): CLINICAL_LEAD,
     # referrals and admissions
     ("POST", "/api/v1/referrals/check"): CLINICAL,
     ("POST", "/api/v1/admissions"): CLINICAL,
@@ -116,7 +121,11 @@ SUCCESS = {
     ("GET", "/api/v1/unit"): 200,
     ("POST", "/api/v1/unit/model"): 201,
     ("GET", "/api/v1/unit/protocol"): 200,
-    ("POST", "/api/v1/unit/protocol"): 201,
+    ("POST", "/api/v1/unit/protocol"): 202,
+    ("GET", "/api/v1/unit/protocol/proposals"): 200,
+    ("GET", "/api/v1/unit/protocol/proposals/<int:proposal_id>"): 200,
+    ("POST", "/api/v1/unit/protocol/proposals/<int:proposal_id>/approve"): 201,
+    ("POST", "/api/v1/unit/protocol/proposals/<int:proposal_id>/reject"): 200,
     ("POST", "/api/v1/referrals/check"): 200,
     ("POST", "/api/v1/admissions"): 201,
     ("GET", "/api/v1/admissions"): 200,
@@ -188,6 +197,13 @@ class Scene:
             assert response.status_code == 200
         return admission["id"]
 
+    def proposal(self) -> int:
+        """A new protocol proposal of the unit (awaiting the clinical lead)."""
+        response = self.clients["manager"].post("/api/v1/unit/protocol", json={
+            "section": "monitoring", "values": {"not_done_retry_minutes": 25}, "reason": "Local"})
+        assert response.status_code == 202, response.get_json()
+        return response.get_json()["proposal"]["id"]
+
     def path_for(self, method: str, rule: str) -> str:
         admission_id = self.any_admission
         if rule.endswith("/discharge"):
@@ -195,6 +211,8 @@ class Scene:
         elif rule.endswith("/harm-reduction"):
             admission_id = self.admission(self_discharged=True)
         values = {"admission_id": admission_id, "code": "ciwa-ar", "scale": "ciwa-ar", "drug": "diazepam"}
+        if "<int:proposal_id>" in rule:
+            values["proposal_id"] = self.proposal()
 
         def fill(match):
             name = match.group(2)
@@ -243,12 +261,14 @@ def prepare(scene: Scene, method: str, rule: str, role: str | None):
                 "reason": "Local protocol"}
     elif rule in ("/api/v1/referrals/check", "/api/v1/admissions"):
         body = referral(name=f"Api {role}")
+    elif rule.endswith("/reject"):
+        body = {"reason": "Not yet: discuss at the governance meeting"}
     elif rule.endswith("/discharge"):
         body = {"discharge_type": "completed"}
     elif rule.endswith("/harm-reduction"):
         body = {"naloxone_offered": True}
     headers = {"Idempotency-Key": f"permissions-{role}-{path}"}
-    if rule == "/api/v1/auth/logout":
+    if rule in ("/api/v1/auth/logout",) or rule.endswith("/approve"):
         return lambda: client.post(path, headers=headers)
     return lambda: client.post(path, json=body, headers=headers)
 

@@ -15,18 +15,29 @@
   function body() {
     const f = new FormData(form);
     const num = (name) => (f.get(name) === "" || f.get(name) === null ? null : Number(f.get(name)));
+    const opioids = f.getAll("current_opioids");
     const assessment = {
-      sadq: num("sadq"), audit: num("audit"), units_per_day: num("units_per_day"),
+      sadq: num("sadq"), audit: num("audit"),
+      units_per_day: f.get("units_unknown") === "yes" ? "unknown" : num("units_per_day"),
       history_of_seizures: f.get("history_of_seizures") === "yes",
       history_of_delirium_tremens: f.get("history_of_delirium_tremens") === "yes",
       significant_comorbidity: f.get("significant_comorbidity") === "yes",
       pregnant: f.get("pregnant") === "yes",
+      current_opioids: opioids.length ? opioids : null, last_cows_total: num("last_cows_total"),
     };
-    return {
+    const payload = {
       resident: { name: f.get("name") || "(not yet named)", date_of_birth: f.get("date_of_birth"),
-                  nhs_number: null },
+                  nhs_number: f.get("nhs_number") || null },
       substances: f.getAll("substances"), assessment,
     };
+    // The re-referral check matches the person by name and date of birth, or NHS number.
+    const reasons = {};
+    for (const [key, value] of f.entries()) {
+      if (key.startsWith("change_reason.") && value.trim()) reasons[key.slice(14)] = value.trim();
+    }
+    if (Object.keys(reasons).length) payload.change_reasons = reasons;
+    if ((f.get("override_reason") || "").trim()) payload.override_reason = f.get("override_reason").trim();
+    return payload;
   }
 
   function el(tag, text, cls) {
@@ -51,10 +62,15 @@
     box.classList.remove("declined", "admit", "flagged");
     if (result.decision === "declined") {
       box.classList.add("declined");
-      box.append(el("p", "This unit must decline: it is medically monitored and the referral meets:", "error"));
+      box.append(el("p", result.doctor_may_override
+        ? "Every unit declines this referral unless a doctor records why:"
+        : "This unit must decline: it is medically monitored and the referral meets:", "error"));
       const list = el("ul", "");
       result.reasons.forEach((r) => list.append(el("li", r.criterion + " — " + r.detail)));
       box.append(list);
+      if (result.doctor_may_override) {
+        box.append(el("p", "A doctor, GP or the clinical lead may admit it with an override reason."));
+      }
     } else if (result.high_risk) {
       box.classList.add("flagged");
       box.append(el("p", "Can be admitted here (medically managed) and will be flagged HIGH RISK:"));
@@ -69,6 +85,15 @@
       result.flags.forEach((r) => box.append(el("p", "For clinical judgement: " + r.detail)));
       box.classList.add("flagged");
     }
+    if (result.previous_decline) {
+      box.classList.add("flagged");
+      box.append(el("p", "Declined on this unit on " + new Date(result.previous_decline.decided_at).toLocaleString() +
+        " (referral " + result.previous_decline.referral_id + "). Each changed figure needs a reason to admit:"));
+      const changes = el("ul", "");
+      result.previous_decline.changes.forEach((c) => changes.append(el("li",
+        c.field.replace(/_/g, " ") + ": " + c.before + " → " + c.after + (c.reason ? " (" + c.reason + ")" : " — reason needed"))));
+      box.append(changes);
+    }
     box.append(el("p", "Recommended setting: " + (labels[result.recommended_setting] || result.recommended_setting)));
     const reasons = el("ul", "", "muted");
     result.recommended_reasons.forEach((r) => reasons.append(el("li", r)));
@@ -78,8 +103,11 @@
   async function check() {
     const mine = ++seq;
     const payload = body();
+    // SADQ and AUDIT are asked for unless the referral is for opioids without alcohol.
+    const alcohol = payload.substances.includes("alcohol"), opioids = payload.substances.includes("opioids");
+    const needsScores = alcohol || !opioids;
     if (!payload.resident.date_of_birth || payload.substances.length === 0 ||
-        payload.assessment.sadq === null || payload.assessment.audit === null) return;
+        (needsScores && (payload.assessment.sadq === null || payload.assessment.audit === null))) return;
     try {
       const response = await fetch("/api/v1/referrals/check", {
         method: "POST", credentials: "same-origin",
