@@ -1,10 +1,13 @@
 """Sign-in, server-side sessions, login throttling and role checks."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from config.db import unit_of_work
-from config.errors import RecordedRefusal, Throttled, Unauthorized
+from config.errors import RecordedRefusal, Throttled, Unauthorized, ValidationFailed
 from config.extensions import db
 from unit.models import LoginAttempt, Staff, StaffSession
 
@@ -44,6 +47,47 @@ def check_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+# NIST SP 800-63B 5.1.1.2: a new password is checked against passwords known to be common.
+# SecLists' 10,000 most common passwords (Passwords/Common-Credentials/10k-most-common.txt,
+# MIT licence), shipped with the package.
+COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-passwords.txt"
+_TRAILING_DIGITS_AND_SYMBOLS = re.compile(r"[\W\d_]+$")
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The list of common passwords (lower case), read once."""
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip())
+
+
+def password_problems(password: str, *, username: str, min_length: int) -> list[str]:
+    """What is wrong with a new password (empty when it may be used), in words for the person
+    choosing it: too short, a commonly used password (also with digits or symbols added at
+    its end, "sunshine2024!"), or containing the username (NIST SP 800-63B)."""
+    problems = []
+    if len(password) < min_length:
+        problems.append(f"At least {min_length} characters.")
+    lowered = password.lower()
+    stem = _TRAILING_DIGITS_AND_SYMBOLS.sub("", lowered)
+    if lowered in common_passwords() or (stem and stem in common_passwords()):
+        problems.append("This is one of the most commonly used passwords, which are tried first "
+                        "by anyone guessing: choose another.")
+    name = username.strip().lower()
+    if name and name in lowered:
+        problems.append("The password may not contain the username.")
+    return problems
+
+
+def check_new_password(password: str, *, username: str, min_length: int) -> None:
+    """Refuse a new password that breaks a rule of ``password_problems`` (422 naming each)."""
+    problems = password_problems(password, username=username, min_length=min_length)
+    if problems:
+        detail = ("The password is too short." if len(password) < min_length
+                  else "The password is not accepted.")
+        raise ValidationFailed(detail, errors={"password": problems})
 
 
 def _token_hash(token: str) -> str:
