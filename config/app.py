@@ -344,6 +344,12 @@ def register_cli(app: Flask) -> None:
 
     for group in (unit_cli, user_cli, audit_cli, demo_cli, scheduler_cli):
         app.cli.add_command(group)
+    # `flask db grant ROLE` beside Flask-Migrate's own `db` commands (the schema's owner runs both).
+    from flask_migrate.cli import db as migrate_cli
+
+    from config.privileges import grant_command
+
+    migrate_cli.add_command(grant_command)
 
 
 def _add_once(hooks: list, function) -> None:

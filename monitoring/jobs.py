@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from config.scheduler import Job
+from monitoring.audit_anchor import mail_audit_anchors
 from monitoring.escalations import re_escalate_due
 from monitoring.services import flag_missed_observations
 
-JOBS = [Job("due_sweep", 60, flag_missed_observations), Job("re_escalate", 30, re_escalate_due)]
+JOBS = [Job("due_sweep", 60, flag_missed_observations), Job("re_escalate", 30, re_escalate_due),
+        Job("audit_anchor_mail", 24 * 3600, mail_audit_anchors)]
