@@ -25,6 +25,9 @@ class MedicationOrder(db.Model):
     """One version of a prescription. Orders are never edited: a change is a new version."""
 
     __tablename__ = "medication_orders"
+    __audited_as__ = "medication_order"  # its audit events carry the row's hash (unit.audit)
+    # When the countersign reminder went out: the escalation it opened is audited, not the order.
+    __audit_unhashed__ = ("countersign_escalated_at",)
     __table_args__ = (
         sa.CheckConstraint("kind IN ('fixed', 'prn', 'induction')", name="kind"),
         sa.CheckConstraint("status IN ('active', 'stopped', 'superseded', 'completed')", name="status"),
@@ -89,6 +92,8 @@ class Administration(db.Model):
     """An eMAR entry: a dose given, refused, withheld or omitted. Never changed."""
 
     __tablename__ = "administrations"
+    __audited_as__ = "administration"
+    __append_only__ = True  # the app's database role may not UPDATE or DELETE it (flask db grant)
     __table_args__ = (
         sa.CheckConstraint("outcome IN ('given', 'refused', 'withheld', 'omitted')", name="outcome"),
         # One outcome per scheduled dose, enforced by the database.
@@ -125,6 +130,7 @@ class SafetyRefusal(db.Model):
     """A dose the system refused, and why (kept for the audit and the inspector)."""
 
     __tablename__ = "safety_refusals"
+    __append_only__ = True
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("units.id"), index=True)
@@ -141,6 +147,8 @@ class CDRegisterEntry(db.Model):
     """A line of the controlled-drug register. Never altered: corrections are new entries."""
 
     __tablename__ = "cd_register_entries"
+    __audited_as__ = "cd_register_entry"
+    __append_only__ = True
     __table_args__ = (
         sa.CheckConstraint(
             "kind IN ('receipt', 'administration', 'return', 'destruction', 'correction', 'stock_check')",

@@ -283,6 +283,10 @@ def change_order(actor: Staff, order_id: int, body: dict, *, reason: str, now: d
         raise OrderNotActive(f"Order {order_id} is {old.status}.")
     old.status, old.stopped_at, old.stopped_by_id = "superseded", now, actor.id
     old.stop_reason = f"Changed: {reason}"
+    # The old version's own record changed too: its event carries its row (unit.audit).
+    record_event(unit_id=old.unit_id, actor=actor, action="order.supersede", entity_type="medication_order",
+                 entity_id=old.id, now=now, before={"status": "active"},
+                 after={"status": "superseded", "reason": reason})
     return create_order(actor, old.admission_id, body, now=now, supersedes=old)
 
 

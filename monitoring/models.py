@@ -16,6 +16,7 @@ class Observation(db.Model):
     """One scored observation (or one that could not be done), never overwritten."""
 
     __tablename__ = "observations"
+    __audited_as__ = "observation"  # its audit events carry the row's hash (unit.audit)
     __table_args__ = (
         sa.CheckConstraint("status IN ('recorded', 'not_done')", name="status"),
         sa.Index("ix_observations_admission_scale_at", "admission_id", "scale", "observed_at"),
@@ -92,6 +93,7 @@ class ScheduleChange(db.Model):
     """A change of a schedule's interval, with its reason (shown to nurses, audited)."""
 
     __tablename__ = "schedule_changes"
+    __append_only__ = True
 
     id: Mapped[int] = mapped_column(primary_key=True)
     schedule_id: Mapped[int] = mapped_column(sa.ForeignKey("observation_schedules.id"), index=True)
@@ -158,6 +160,7 @@ class Escalation(db.Model):
     """An alert to a doctor (or the nurse in charge), open until acknowledged and resolved."""
 
     __tablename__ = "escalations"
+    __audited_as__ = "escalation"
     __table_args__ = (
         sa.CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status"),
         sa.CheckConstraint("severity IN ('emergency', 'urgent', 'soon')", name="severity"),
@@ -208,6 +211,7 @@ class EscalationStep(db.Model):
     """One step of an escalation's life, with its time: raised, notified, re-escalated, ..."""
 
     __tablename__ = "escalation_steps"
+    __append_only__ = True
 
     id: Mapped[int] = mapped_column(primary_key=True)
     escalation_id: Mapped[int] = mapped_column(sa.ForeignKey("escalations.id"), index=True)

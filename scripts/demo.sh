@@ -32,5 +32,5 @@ if .venv/bin/flask --app wsgi scheduler --help >/dev/null 2>&1; then
 fi
 echo
 echo "The detox unit system is running at http://$HOST:$PORT/  (Ctrl-C stops it)"
-.venv/bin/gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - wsgi:app & pids+=($!)
+.venv/bin/gunicorn -c gunicorn.conf.py --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - wsgi:app & pids+=($!)
 wait "${pids[@]}"

@@ -37,6 +37,11 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'detox') THEN
     CREATE ROLE detox LOGIN PASSWORD 'detox' SUPERUSER;
   END IF;
+  -- The app's role in production owns nothing (flask db grant); tests/unit/test_privileges.py
+  -- connects as it to show what it may not do.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'detox_app') THEN
+    CREATE ROLE detox_app LOGIN PASSWORD 'detox_app' NOSUPERUSER NOCREATEDB NOCREATEROLE;
+  END IF;
 END $$;
 SELECT 'CREATE DATABASE detox_test OWNER detox ENCODING ''UTF8'' LC_COLLATE ''C.UTF-8'' LC_CTYPE ''C.UTF-8'' TEMPLATE template0' WHERE NOT EXISTS
   (SELECT FROM pg_database WHERE datname = 'detox_test')\gexec

@@ -63,8 +63,14 @@ def _content_parts(event, before_text: str, after_text: str) -> tuple[str, str, 
              + ',"at":' + _str(event.at.astimezone(timezone.utc).isoformat())
              + ',"before":' + before_text + ',"entity_id":' + _str(event.entity_id)
              + ',"entity_type":' + _str(event.entity_type) + ',"prev_hash":'),
-            ',"resident_id":' + _int(event.resident_id) + ',"seq":',
+            ',"resident_id":' + _int(event.resident_id) + _row_hash_part(getattr(event, "row_hash", None)) + ',"seq":',
             ',"unit_id":' + _int(event.unit_id) + "}")
+
+
+def _row_hash_part(row_hash: str | None) -> str:
+    # Only events that record a clinical row carry its hash; an event without one is hashed
+    # exactly as before row hashes existed, so older chains still verify.
+    return "" if row_hash is None else ',"row_hash":' + _str(row_hash)
 
 
 def _str(value: str | None) -> str:
@@ -113,16 +119,21 @@ def _chain_pending_events(session) -> None:
     The chain heads are the last rows a transaction locks, in unit order, once everything
     else is flushed; holding them, it waits for nothing else. So no two transactions can
     deadlock over them, and each head is held only for the moment of the commit: writes to one
-    unit queue on their head for that moment alone.
+    unit queue on their head for that moment alone. Before them, each event that names a
+    clinical row gets the row's hash (``_hash_recorded_rows``).
     """
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
     session.flush()  # the rows the events name exist before the events (foreign keys)
     connection = session.connection()  # Core statements: no ORM work is wanted on them
+    _hash_recorded_rows(session, connection, pending)
     if len(pending) == 1 and connection.dialect.name == "postgresql":
         _append_one_on_postgresql(connection, pending[0])
         return
+    if any("row_hash" in event for event in pending):
+        for event in pending:  # one INSERT for all: every row names the same columns
+            event.setdefault("row_hash", None)
     heads = {unit_id: [seq, hash_] for unit_id, seq, hash_ in connection.execute(
         _LOCK_HEADS, {"units": sorted({event["unit_id"] for event in pending})})}
     for event in pending:
@@ -134,6 +145,166 @@ def _chain_pending_events(session) -> None:
     connection.execute(_INSERT_EVENTS, pending)
     connection.execute(_MOVE_HEAD, [{"head_unit": unit_id, "head_seq": seq, "head_hash": hash_}
                                     for unit_id, (seq, hash_) in heads.items()])
+
+
+# --- the clinical rows the events record ---------------------------------------------------
+# A model declares ``__audited_as__ = "<entity_type>"``: every audit event naming one of its
+# rows (entity_type and entity_id) carries ``row_hash``, the SHA-256 of the row's canonical
+# JSON as it stands when the event is committed, inside the event's own chained hash. The row's
+# latest event thus says what the row must hold now, and `flask audit verify` checks every
+# such row against it: an edit in place, a row written without its event, or a deleted row is
+# a finding. ``__audit_unhashed__`` names columns outside the record (operational markers).
+
+
+@dataclass(frozen=True)
+class AuditedRows:
+    """One audited table: its model, entity type, and its hashed columns with their kinds."""
+
+    model: type
+    entity_type: str
+    columns: tuple[tuple[str, str], ...]  # (column key, json|datetime|float|int|bool|text)
+    append_only: bool
+
+
+def _kind(column: sa.Column) -> str:
+    type_ = column.type
+    if isinstance(type_, sa.TypeDecorator):  # UTCDateTime
+        type_ = type_.impl
+    if isinstance(type_, sa.JSON):
+        return "json"
+    if isinstance(type_, sa.DateTime):
+        return "datetime"
+    if isinstance(type_, sa.Boolean):
+        return "bool"
+    if isinstance(type_, sa.Float):
+        return "float"
+    if isinstance(type_, sa.Integer):
+        return "int"
+    return "text"
+
+
+_audited: dict[str, AuditedRows] | None = None
+
+
+@sa.event.listens_for(sa.orm.Mapper, "after_mapper_constructed")
+def _forget_audited_rows(mapper, class_) -> None:
+    global _audited
+    _audited = None  # a model defined since: look again
+
+
+def audited_rows() -> dict[str, AuditedRows]:
+    """Every audited table by entity type (from the models' ``__audited_as__``)."""
+    global _audited
+    if _audited is None:
+        found = {}
+        for mapper in db.Model.registry.mappers:
+            model = mapper.class_
+            entity_type = model.__dict__.get("__audited_as__")
+            if entity_type:
+                unhashed = set(model.__dict__.get("__audit_unhashed__", ()))
+                columns = tuple((column.key, _kind(column)) for column in model.__table__.c
+                                if column.key not in unhashed)
+                found[entity_type] = AuditedRows(model, entity_type, columns,
+                                                 bool(model.__dict__.get("__append_only__")))
+        _audited = found
+    return _audited
+
+
+def _canonical_value(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "datetime":
+        return value.astimezone(timezone.utc).isoformat()
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(value)
+    if kind == "bool":
+        return bool(value)
+    return value  # text; JSON columns come as their stored text (see _json_text)
+
+
+def _json_text(value: Any) -> str | None:
+    # JSON columns are stored as canonical_json text; SQL NULL and JSON null are one value here.
+    return None if value is None else canonical_json(value)
+
+
+def row_hash(table: AuditedRows, values: dict[str, Any], *, json_as_text: bool = False) -> str:
+    """SHA-256 of a row's canonical JSON: every hashed column, JSON columns as their canonical
+    text. ``json_as_text``: the JSON columns' values are already that text (read as stored)."""
+    row = {}
+    for key, kind in table.columns:
+        value = values[key]
+        if kind == "json":
+            row[key] = (None if value in (None, "null") else value) if json_as_text else _json_text(value)
+        else:
+            row[key] = _canonical_value(kind, value)
+    return hashlib.sha256(canonical_json(row).encode()).hexdigest()
+
+
+_INSERTED = "audit_rows_inserted"
+
+
+@sa.event.listens_for(sa.orm.Session, "pending_to_persistent")
+@sa.event.listens_for(sa.orm.Session, "detached_to_persistent")
+def _note_inserted_row(session, obj) -> None:
+    # A row this transaction inserted (a flush, or config.db's insert_row/insert_rows, which
+    # add the object detached): its object holds every column as written, so hashing it needs
+    # no query. Rows it only updated are read back from the database instead.
+    # Held here, not looked up in the session's identity map: that map holds its objects
+    # weakly, and a view's objects are gone by the time its unit of work commits.
+    if type(obj).__dict__.get("__audited_as__"):
+        session.info.setdefault(_INSERTED, {})[sa.inspect(obj).identity_key] = obj
+
+
+@sa.event.listens_for(sa.orm.Session, "after_transaction_end")
+def _forget_inserted_rows(session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_INSERTED, None)
+
+
+def _hash_recorded_rows(session, connection, pending: list[dict[str, Any]]) -> None:
+    """Set ``row_hash`` on each pending event that names a row of an audited table."""
+    tables = audited_rows()
+    wanted: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for event in pending:
+        table = tables.get(event["entity_type"])
+        entity_id = event["entity_id"]
+        if table is not None and entity_id is not None and entity_id.isdigit():
+            wanted.setdefault(event["entity_type"], {}).setdefault(int(entity_id), []).append(event)
+    if not wanted:
+        return
+    inserted = session.info.get(_INSERTED, {})
+    for entity_type, by_id in wanted.items():
+        table = tables[entity_type]
+        hashes: dict[int, str] = {}
+        to_read = []
+        for row_id in by_id:
+            obj = inserted.get(sa.orm.util.identity_key(table.model, row_id))
+            state = sa.inspect(obj).dict if obj is not None else None
+            if state is not None and all(column in state for column, _ in table.columns):
+                hashes[row_id] = row_hash(table, state)
+            else:
+                to_read.append(row_id)
+        if to_read:
+            # Read as committed, under a share lock where the app may update the row: a
+            # concurrent change then commits wholly before this event or after it, never between
+            # this read and this event (so the latest event holds the latest row).
+            query = _row_query(table).where(table.model.__table__.c.id.in_(to_read))
+            if connection.dialect.name == "postgresql" and not table.append_only:
+                query = query.with_for_update(read=True)
+            for row in connection.execute(query).mappings():
+                hashes[row["id"]] = row_hash(table, row, json_as_text=True)
+        for row_id, events in by_id.items():
+            for event in events:
+                event["row_hash"] = hashes.get(row_id)
+
+
+def _row_query(table: AuditedRows) -> sa.Select:
+    """The hashed columns of an audited table, JSON columns as their stored text."""
+    columns = table.model.__table__.c
+    return sa.select(*(sa.cast(columns[key], sa.Text).label(key) if kind == "json" else columns[key]
+                       for key, kind in table.columns))
 
 
 # Built once: every clinical write runs them, and building one costs as much as running it.
@@ -156,14 +327,16 @@ def _append_one_on_postgresql(connection, event: dict[str, Any]) -> None:
     head, middle, tail = _content_parts(SimpleNamespace(**event),
                                         canonical_json(event["before"]),
                                         canonical_json(event["after"]))
-    appended = connection.execute(_APPEND_ONE, {
+    statement = _APPEND_ONE_WITH_ROW if event.get("row_hash") else _APPEND_ONE
+    appended = connection.execute(statement, {
         **event, "hash_head": head.encode(), "hash_middle": middle.encode(),
         "hash_tail": tail.encode()})
     if appended.rowcount != 1:
         raise RuntimeError(f"unit {event['unit_id']} has no audit chain head")
 
 
-_APPEND_ONE = sa.text("""
+def _append_one(row_hash: bool) -> sa.TextClause:
+    return sa.text(f"""
 WITH head AS (
     SELECT seq, hash FROM audit_chain_heads WHERE unit_id = :unit_id FOR UPDATE
 ), moved AS (
@@ -177,15 +350,21 @@ WITH head AS (
     RETURNING moving.seq, moving.hash, head.hash AS prev_hash
 )
 INSERT INTO audit_events (unit_id, seq, at, actor_id, actor_role, action, entity_type,
-                          entity_id, resident_id, before, after, prev_hash, hash)
+                          entity_id, resident_id, before, after, prev_hash, hash{", row_hash" if row_hash else ""})
 SELECT CAST(:unit_id AS INTEGER), moved.seq, CAST(:at AS TIMESTAMP WITH TIME ZONE),
        CAST(:actor_id AS INTEGER), CAST(:actor_role AS VARCHAR), CAST(:action AS VARCHAR),
        CAST(:entity_type AS VARCHAR), CAST(:entity_id AS VARCHAR), CAST(:resident_id AS INTEGER),
-       CAST(:before AS JSON), CAST(:after AS JSON), moved.prev_hash, moved.hash
+       CAST(:before AS JSON), CAST(:after AS JSON), moved.prev_hash, moved.hash{", CAST(:row_hash AS VARCHAR)" if row_hash else ""}
 FROM moved
 """).bindparams(sa.bindparam("at", type_=AuditEvent.__table__.c.at.type),
                 sa.bindparam("before", type_=AuditEvent.__table__.c.before.type),
                 sa.bindparam("after", type_=AuditEvent.__table__.c.after.type))
+
+
+# An event that records a clinical row writes its hash too; one that does not leaves the
+# column out (so that the code also appends to a schema from before row hashes).
+_APPEND_ONE = _append_one(row_hash=False)
+_APPEND_ONE_WITH_ROW = _append_one(row_hash=True)
 
 
 @dataclass
@@ -246,7 +425,79 @@ def verify_chain(unit: Unit, *, from_checkpoint: bool = False) -> ChainReport:
         return report(count, False, expected_seq,
                       f"the chain ends at {expected_seq - 1} but its head says {head.seq} "
                       "(events removed from the end)")
+    if count == 0:
+        # Every admission is audited: a unit with admissions and no events lost its chain.
+        from unit.models import Admission
+
+        admissions = db.session.scalar(select(sa.func.count()).select_from(Admission)
+                                       .where(Admission.unit_id == unit.id))
+        if admissions:
+            return report(0, False, 1, f"the unit has {admissions} admissions but no audit events "
+                                       "(the chain was wiped)")
     return report(count, True)
+
+
+@dataclass
+class RecordFinding:
+    """A clinical row that does not match its audit record."""
+
+    unit_id: int | None
+    entity_type: str
+    entity_id: str
+    problem: str
+
+
+@dataclass
+class RecordsReport:
+    """What verifying the clinical rows against their events found, per unit."""
+
+    checked: dict[int, int]          # unit id -> rows that match their latest event
+    unchecked: dict[int, int]        # unit id -> rows whose events predate row hashes
+    findings: list[RecordFinding]
+
+
+def verify_records() -> RecordsReport:
+    """Check every row of every audited table against the latest audit event naming it.
+
+    A finding: a row that no event names (written behind the application's back), a row
+    whose hash differs from its latest event's (edited in place), and an event whose row is
+    gone (deleted). Rows whose events were all written before row hashes existed are counted
+    as unchecked.
+    """
+    checked: dict[int, int] = {}
+    unchecked: dict[int, int] = {}
+    findings: list[RecordFinding] = []
+    for entity_type, table in sorted(audited_rows().items()):
+        # The latest event naming each row, and the latest one that carries a row hash.
+        latest: dict[str, tuple[int, int, str | None]] = {}
+        stream = db.session.execute(
+            select(AuditEvent.entity_id, AuditEvent.unit_id, AuditEvent.seq, AuditEvent.row_hash)
+            .where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id.is_not(None))
+            .order_by(AuditEvent.unit_id, AuditEvent.seq).execution_options(yield_per=5000))
+        for entity_id, unit_id, seq, hash_ in stream:
+            if hash_ is not None or entity_id not in latest:
+                latest[entity_id] = (unit_id, seq, hash_)
+        rows = db.session.execute(_row_query(table).order_by(table.model.__table__.c.id)
+                                  .execution_options(yield_per=5000)).mappings()
+        for row in rows:
+            entity_id = str(row["id"])
+            unit_id = row.get("unit_id")
+            event = latest.pop(entity_id, None)
+            if event is None:
+                findings.append(RecordFinding(unit_id, entity_type, entity_id,
+                                              "has no audit event (written behind the application's back)"))
+            elif event[2] is None:
+                unchecked[unit_id] = unchecked.get(unit_id, 0) + 1
+            elif row_hash(table, row, json_as_text=True) != event[2]:
+                findings.append(RecordFinding(unit_id, entity_type, entity_id,
+                                              f"differs from its audit event {event[1]} (altered since)"))
+            else:
+                checked[unit_id] = checked.get(unit_id, 0) + 1
+        for entity_id, (unit_id, seq, hash_) in latest.items():
+            if hash_ is not None:
+                findings.append(RecordFinding(unit_id, entity_type, entity_id,
+                                              f"recorded by audit event {seq} no longer exists (deleted)"))
+    return RecordsReport(checked, unchecked, findings)
 
 
 def search_events(unit_id: int, *, resident: str | None, user: str | None, action: str | None,

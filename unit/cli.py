@@ -13,9 +13,9 @@ from config.clock import now
 from config.errors import DomainError
 from config.extensions import db
 from unit import protocol, services
-from unit.audit import verify_all_chains
+from unit.audit import verify_all_chains, verify_records
 from unit.auth import CLINICAL_LEADS
-from unit.models import ROLES, Staff
+from unit.models import ROLES, Staff, Unit
 
 MODEL_NAMES = {"managed": "medically_managed", "monitored": "medically_monitored",
                "medically_managed": "medically_managed", "medically_monitored": "medically_monitored"}
@@ -141,13 +141,67 @@ def disable_user_command(username: str, reason: str) -> None:
 
 
 @audit_cli.command("verify")
-def verify_command() -> None:
-    """Verify every unit's whole audit chain and report the first broken link (exit 1)."""
+@click.option("--anchor", "anchor_file", type=click.File("r"), default=None,
+              help="An anchor written by `audit anchor` (or the e-mail holding one): prove that "
+                   "each chain still reaches its anchored head.")
+def verify_command(anchor_file) -> None:
+    """Verify every unit's audit chain and every clinical record against its audit event;
+    report each break or difference (exit 1)."""
+    from unit.anchor import read_anchor, verify_anchor
+
+    try:
+        anchor = read_anchor(anchor_file.read()) if anchor_file is not None else None
+    except DomainError as error:
+        _fail(error)
     broken = False
+    codes = {}
     for report in verify_all_chains(now()):
+        codes[report.unit_code] = report
         if report.verified:
             click.echo(f"{report.unit_code}: OK, {report.events} events verified.")
         else:
             broken = True
             click.echo(f"{report.unit_code}: BROKEN at event {report.broken_at_seq}: {report.problem}")
+    records = verify_records()
+    units = dict(db.session.execute(select(Unit.id, Unit.code)).all())
+    for finding in records.findings:
+        broken = True
+        click.echo(f"{units.get(finding.unit_id, '?')}: RECORD {finding.entity_type} "
+                   f"{finding.entity_id} {finding.problem}")
+    for unit_id in sorted(set(records.checked) | set(records.unchecked), key=lambda u: units.get(u, "")):
+        line = f"{units.get(unit_id, '?')}: {records.checked.get(unit_id, 0)} clinical records match their audit events"
+        if records.unchecked.get(unit_id):
+            line += f" ({records.unchecked[unit_id]} recorded before row hashes, not checked)"
+        click.echo(line + ".")
+    if anchor is not None:
+        try:
+            results = verify_anchor(anchor)
+        except DomainError as error:
+            _fail(error)
+        for code, proven, detail in results:
+            broken = broken or not proven
+            click.echo(f"{code}: {'anchor OK' if proven else 'ANCHOR NOT REACHED'}: {detail}")
     sys.exit(1 if broken else 0)
+
+
+@audit_cli.command("anchor")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="The file to write (default: standard output).")
+def anchor_command(out: str | None) -> None:
+    """Write each unit's audit chain head (unit, event, hash, time), signed with
+    AUDIT_ANCHOR_KEY, to keep outside the database."""
+    from unit.anchor import anchor_text, make_anchor
+
+    try:
+        document = make_anchor(now())
+    except DomainError as error:
+        _fail(error)
+    text = anchor_text(document)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    for head in document["heads"]:
+        click.echo(f"{head['unit']}: event {head['seq']} {head['hash'][:16]}... anchored.", err=True)
+    click.echo(f"Anchor written to {out}.", err=True)

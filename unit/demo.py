@@ -16,13 +16,13 @@ demo_cli = AppGroup("demo", help="Demo data for trying the system.")
 
 DEMO_UNIT = "DEMO"
 DEMO_STAFF = [  # username, role, full name, password
-    ("nurse", "nurse", "Nina Nurse", "nurse-demo-pass"),
-    ("nurse2", "nurse", "Noah Nurse", "nurse2-demo-pass"),
-    ("doctor", "doctor", "Dr Dana Doctor", "doctor-demo-pass"),
-    ("gp", "gp", "Dr Gita GP", "gp-demo-pass"),
-    ("lead", "clinical_lead", "Dr Lee Lead", "lead-demo-pass"),
-    ("manager", "manager", "Morgan Manager", "manager-demo-pass"),
-    ("inspector", "inspector", "Ira Inspector", "inspector-demo-pass"),
+    ("nurse", "nurse", "Nina Nurse", "ward-kettle-lamp"),
+    ("nurse2", "nurse", "Noah Nurse", "ward-river-stone"),
+    ("doctor", "doctor", "Dr Dana Doctor", "clinic-maple-cloud"),
+    ("gp", "gp", "Dr Gita GP", "visit-harbour-fig"),
+    ("lead", "clinical_lead", "Dr Lee Lead", "ward-lantern-oak"),
+    ("manager", "manager", "Morgan Manager", "office-copper-ink"),
+    ("inspector", "inspector", "Ira Inspector", "review-violet-map"),
 ]
 DEMO_RESIDENTS = [
     ({"name": "Alex Morgan", "date_of_birth": date(1979, 4, 12), "nhs_number": "9434765919"},

@@ -41,6 +41,7 @@ class CareModelChange(db.Model):
     """One declaration of the unit's care model, in force from ``effective_at``."""
 
     __tablename__ = "care_model_changes"
+    __append_only__ = True
     __table_args__ = (
         sa.CheckConstraint(f"model IN {_in(CARE_MODELS)}", name="model"),
         sa.Index("ix_care_model_changes_unit_effective", "unit_id", "effective_at"),
@@ -280,6 +281,7 @@ class AuditEvent(db.Model):
     """An append-only, hash-chained record of a write: who, role, unit, what, when, before/after."""
 
     __tablename__ = "audit_events"
+    __append_only__ = True  # the app's database role may not UPDATE or DELETE it (flask db grant)
     __table_args__ = (
         sa.UniqueConstraint("unit_id", "seq"),
         sa.Index("ix_audit_events_unit_at", "unit_id", "at"),
@@ -300,6 +302,9 @@ class AuditEvent(db.Model):
     after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+    # SHA-256 of the clinical row the event records, as it stood when the event was written
+    # (unit.audit.row_hash): `flask audit verify` checks each such row against its latest event.
+    row_hash: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 # On PostgreSQL the audit table refuses UPDATE and DELETE outright (the migration does the same).

@@ -16,7 +16,7 @@ from config.db import unit_of_work
 from config.errors import Forbidden, ValidationFailed
 from config.extensions import db
 from unit.audit import record_event, start_chain
-from unit.auth import DOCTORS, hash_password
+from unit.auth import DOCTORS, check_new_password, hash_password
 from unit.competence import COMPETENCE_DEFAULTS, TIGHTEN_DIRECTION, age_on, assess_competence
 from unit.errors import (
     AdmissionDeclined,
@@ -313,12 +313,11 @@ protocol_sections["competence"] = ProtocolSection(COMPETENCE_DEFAULTS, _competen
 @unit_of_work
 def create_staff(*, unit_code: str, username: str, role: str, password: str, full_name: str,
                  email: str | None, now: datetime, min_password_length: int = 10) -> Staff:
-    """Add a member of staff with an argon2-hashed password (from the CLI)."""
+    """Add a member of staff with an argon2-hashed password (from the CLI); a password that
+    is too short, commonly used or holds the username is refused (NIST SP 800-63B)."""
     unit = get_unit(unit_code)
     username = username.strip().lower()
-    if len(password) < min_password_length:
-        raise ValidationFailed("The password is too short.",
-                               errors={"password": [f"At least {min_password_length} characters."]})
+    check_new_password(password, username=username, min_length=min_password_length)
     if db.session.scalars(select(Staff).where(Staff.username == username)).first():
         raise ValidationFailed(f"The username {username!r} is taken.", errors={"username": ["Taken."]})
     staff = Staff(unit_id=unit.id, username=username, role=role, full_name=full_name or username,

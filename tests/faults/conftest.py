@@ -199,6 +199,10 @@ class Server:
     port: int = field(default_factory=free_port)
     workers: int = 2
     threads: int = 4
+    # True: the shipped production settings (gunicorn.conf.py, with ``env`` for its
+    # variables) instead of the workers and threads above.
+    config_file: bool = False
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     _log_offset: int = 0
 
@@ -211,12 +215,16 @@ class Server:
 
     def start(self) -> Server:
         assert self.process is None or self.process.poll() is not None, "already running"
-        command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
-                   "--workers", str(self.workers), "--threads", str(self.threads),
-                   "--timeout", "30", "--graceful-timeout", "5", "--chdir", str(ROOT), "wsgi:app"]
+        if self.config_file:
+            command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                       "--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "wsgi:app"]
+        else:
+            command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+                       "--workers", str(self.workers), "--threads", str(self.threads),
+                       "--timeout", "30", "--graceful-timeout", "5", "--chdir", str(ROOT), "wsgi:app"]
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.database.env(),
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.database.env(**self.env),
                                             stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         self.wait_ready()

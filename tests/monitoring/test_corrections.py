@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from config.errors import STATUS_BY_KIND
+from config.api import STATUS_BY_KIND
 from config.extensions import db
 from monitoring.models import Observation
 from tests.monitoring.helpers import CSRF, IDEMPOTENCY, ciwa, key, record

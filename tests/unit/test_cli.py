@@ -1,6 +1,8 @@
 """The command line: units, staff accounts and the audit check, each calling a service."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -100,6 +102,12 @@ def test_user_create_refuses_a_duplicate_username(app, cli, make_unit):
 USER_CREATE_REFUSALS = [
     (("--role", "nurse", "--unit", "NOPE"), {"NEW_PASSWORD": STRONG}, "NOPE"),
     (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": "short"}, "too short"),
+    # NIST SP 800-63B: a commonly used password, also with digits added, or one holding the
+    # username (in any case) is refused, each with its reason.
+    (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": "password123"}, "most commonly used"),
+    (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": "1234567890"}, "most commonly used"),
+    (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": "Sunshine2024!"}, "most commonly used"),
+    (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": "my-NEWBIE-password"}, "may not contain the username"),
     (("--role", "nurse", "--unit", "{code}"), {"NEW_PASSWORD": ""}, "NEW_PASSWORD"),
     (("--role", "janitor", "--unit", "{code}"), {"NEW_PASSWORD": STRONG}, "janitor"),
     (("--unit", "{code}"), {"NEW_PASSWORD": STRONG}, "--role"),
@@ -115,6 +123,52 @@ def test_user_create_refusals(app, cli, make_unit):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
     assert writes_between(before, row_counts(app)) == {}
+
+
+def test_the_common_password_list_ships_with_ten_thousand_entries():
+    from unit.auth import COMMON_PASSWORDS_FILE, common_passwords
+
+    assert COMMON_PASSWORDS_FILE.is_file()
+    assert len(common_passwords()) >= 10_000 - 50  # a few entries differ only in case
+    assert {"password", "123456", "qwerty", "letmein", "1234567890"} <= common_passwords()
+
+
+def test_a_refused_password_names_every_rule_it_breaks(ctx, make_unit):
+    from config.errors import ValidationFailed
+    from unit import services
+
+    code = make_unit()
+    with pytest.raises(ValidationFailed) as refused:
+        services.create_staff(unit_code=code, username="letmein", role="nurse", password="letmein",
+                              full_name="", email=None, now=ctx.config["CLOCK"](),
+                              min_password_length=10)
+    assert refused.value.errors["password"] == [
+        "At least 10 characters.",
+        "This is one of the most commonly used passwords, which are tried first by anyone "
+        "guessing: choose another.",
+        "The password may not contain the username."]
+
+
+def test_the_demo_passwords_pass_the_password_rules():
+    """The README's demo sign-ins are seeded through create_staff: they must pass its rules."""
+    from config.demo import DEMO_STAFF
+    from unit.auth import password_problems
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for username, _role, _name, password in DEMO_STAFF:
+        assert password_problems(password, username=username, min_length=10) == [], username
+        assert f"`{password}`" in readme, password
+
+
+def test_demo_seed_creates_the_demo_sign_ins(app, cli, client):
+    result = cli("demo", "seed")
+    assert result.exit_code == 0, result.output
+    from config.demo import DEMO_STAFF
+
+    for username, _role, _name, password in DEMO_STAFF:
+        assert password in result.output
+        response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, (username, response.get_json())
 
 
 def test_audit_verify(app, cli, make_unit, make_staff):
@@ -228,8 +282,8 @@ def test_demo_seed_admits_its_residents_and_has_a_clinical_lead(app, cli, login)
     used now for opioids), so the seed admits all three; its clinical lead signs in."""
     result = cli("demo", "seed")
     assert result.exit_code == 0, result.output
-    assert "with 3 residents" in result.output and "lead-demo-pass" in result.output
-    lead = login("lead", "lead-demo-pass")
+    assert "with 3 residents" in result.output and "ward-lantern-oak" in result.output
+    lead = login("lead", "ward-lantern-oak")
     assert lead.get("/api/v1/auth/session").get_json()["staff"]["role"] == "clinical_lead"
     admissions = lead.get("/api/v1/admissions?status=active").get_json()
     assert sorted(a["resident"]["name"] for a in admissions) == ["Alex Morgan", "Jo Evans", "Sam Taylor"]
