@@ -47,3 +47,18 @@ class ChecklistNotOpen(Conflict):
 class ProtocolInvalid(DomainError):
     type = "protocol-invalid"
     title = "The protocol settings are not valid"
+
+
+class ResidentNotFound(NotFound):
+    type = "resident-not-found"
+    title = "No such resident on your unit"
+
+
+class ConsentNotFound(NotFound):
+    type = "consent-not-found"
+    title = "No such consent decision on your unit"
+
+
+class ConsentNotActive(Conflict):
+    type = "consent-not-active"
+    title = "The consent decision is no longer in force"

@@ -40,6 +40,7 @@ from unit.models import (
     Unit,
     UnitProtocol,
 )
+from unit.record import apply_return_fields
 
 # Ids are 32-bit integers in the database: a larger id in a URL names nothing (and must not
 # reach the driver, which would fail with an overflow instead of "not found").
@@ -376,8 +377,9 @@ def disable_staff(*, username: str, reason: str, now: datetime) -> tuple[Staff, 
 # --- referrals and admissions ----------------------------------------------------------------
 
 def check_referral(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
-                   now: datetime) -> dict:
-    """What the unit would decide for a referral, and the recommended setting (no write)."""
+                   now: datetime, return_fields: dict | None = None) -> dict:
+    """What the unit would decide for a referral, and the recommended setting (no write;
+    ``return_fields`` play no part in the decision)."""
     model = model_at(actor.unit_id, now)
     limits = protocol_settings(actor.unit_id, "competence", COMPETENCE_DEFAULTS)
     result = assess_competence(date_of_birth=resident["date_of_birth"], substances=substances,
@@ -397,8 +399,9 @@ def check_referral(actor: Staff, *, resident: dict, substances: list[str], asses
 
 @unit_of_work
 def admit_resident(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
-                   now: datetime) -> Admission:
-    """Admit a referral, or decline it (kept for the audit) when the unit cannot meet its needs."""
+                   now: datetime, return_fields: dict | None = None) -> Admission:
+    """Admit a referral, or decline it (kept for the audit) when the unit cannot meet its needs;
+    ``return_fields`` (optional) are recorded with the admission."""
     check = check_referral(actor, resident=resident, substances=substances,
                            assessment=assessment, now=now)
     snapshot = {"name": resident["name"], "date_of_birth": resident["date_of_birth"].isoformat(),
@@ -434,13 +437,16 @@ def admit_resident(actor: Staff, *, resident: dict, substances: list[str], asses
         substances=substances, high_risk=check["high_risk"], admitted_at=now,
         admitted_by_id=actor.id,
     )
+    if return_fields:
+        apply_return_fields(admission, return_fields)
     db.session.add(admission)
     db.session.flush()
     record_event(unit_id=actor.unit_id, actor=actor, action="admission.create",
                  entity_type="admission", entity_id=admission.id, resident_id=person.id, now=now,
                  after={"resident": snapshot, "substances": substances, "assessment": assessment,
                         "model": check["unit_model"], "high_risk": admission.high_risk,
-                        "risk_reasons": check["risk_reasons"]})
+                        "risk_reasons": check["risk_reasons"],
+                        **({"return_fields": return_fields} if return_fields else {})})
     for hook in admitted_hooks:
         hook(admission, actor, now)
     return admission

@@ -6,11 +6,14 @@ from flask import current_app, request, session
 from config.clock import now
 from config.idempotency import idempotent
 from config.errors import ApiBlueprint
-from unit import services
+from unit import consent, record, services
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
 from unit.schemas import (
     AdmissionQuery,
     AdmissionSchema,
+    ConsentIn,
+    ConsentSchema,
+    ConsentWithdrawIn,
     DischargeIn,
     HarmReductionIn,
     HarmReductionSchema,
@@ -21,6 +24,7 @@ from unit.schemas import (
     ProtocolSchema,
     ReferralCheckSchema,
     ReferralIn,
+    ReturnFieldsIn,
     SessionSchema,
     UnitSchema,
     admission_view,
@@ -178,3 +182,45 @@ def harm_reduction(body, admission_id):
     """Record the harm-reduction checklist after a self-discharge."""
     note = body.pop("note", None)
     return services.update_harm_reduction(current_staff(), admission_id, items=body, note=note, now=now())
+
+
+@blp.route("/admissions/<int:admission_id>/return-fields", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ReturnFieldsIn())
+@idempotent
+@blp.response(200, AdmissionSchema)
+def return_fields(body, admission_id):
+    """Record or correct the fields the commissioners' return needs (only those given; null
+    clears one); also after discharge."""
+    at = now()
+    admission = record.update_return_fields(current_staff(), admission_id, values=body, now=at)
+    return admission_view(admission, at)
+
+
+@blp.route("/residents/<int:resident_id>/consents", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, ConsentSchema(many=True))
+def list_consents(resident_id):
+    """A resident's decisions about sharing their record: those in force first."""
+    return consent.list_consents(current_staff(), resident_id)
+
+
+@blp.route("/residents/<int:resident_id>/consents", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ConsentIn())
+@idempotent
+@blp.response(201, ConsentSchema)
+def record_consent(body, resident_id):
+    """Record a resident's decision (given or refused) to share with a recipient; it replaces
+    the decision in force for that recipient."""
+    return consent.record_consent(current_staff(), resident_id, now=now(), **body)
+
+
+@blp.route("/consents/<int:consent_id>/withdraw", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ConsentWithdrawIn())
+@idempotent
+@blp.response(200, ConsentSchema)
+def withdraw_consent(body, consent_id):
+    """Withdraw a decision in force: nothing is shared with that recipient from now on."""
+    return consent.withdraw_consent(current_staff(), consent_id, reason=body["reason"], now=now())

@@ -38,6 +38,11 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("GET", "/api/v1/admissions/<int:admission_id>"): EVERYONE,
     ("POST", "/api/v1/admissions/<int:admission_id>/discharge"): CLINICAL,
     ("POST", "/api/v1/admissions/<int:admission_id>/harm-reduction"): CLINICAL,
+    ("POST", "/api/v1/admissions/<int:admission_id>/return-fields"): CLINICAL,
+    # consent and information sharing
+    ("GET", "/api/v1/residents/<int:resident_id>/consents"): EVERYONE,
+    ("POST", "/api/v1/residents/<int:resident_id>/consents"): CLINICAL,
+    ("POST", "/api/v1/consents/<int:consent_id>/withdraw"): CLINICAL,
     # documentation and health
     ("GET", "/api/v1/openapi.json"): EVERYONE,
     ("GET", "/api/v1/health"): EVERYONE,
