@@ -34,6 +34,7 @@ def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
     register_security(app)
     register_hooks(app)
     register_cli(app)
+    register_interoperability(app)
     return app
 
 
@@ -330,6 +331,18 @@ def register_cli(app: Flask) -> None:
 
     for group in (unit_cli, user_cli, audit_cli, demo_cli, scheduler_cli):
         app.cli.add_command(group)
+
+
+def register_interoperability(app: Flask) -> None:
+    """FHIR R4 at /fhir/R4, each package contributing its resource types, and the
+    commissioners' returns on the command line."""
+    from medication.fhir import RESOURCE_TYPES as medication_types
+    from monitoring.fhir import RESOURCE_TYPES as monitoring_types
+    from unit import fhir
+    from unit.returns import returns_cli
+
+    fhir.install(app, *monitoring_types, *medication_types)
+    app.cli.add_command(returns_cli)
 
 
 def _add_once(hooks: list, function) -> None:

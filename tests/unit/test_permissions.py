@@ -106,6 +106,11 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("GET", "/cd-register/<drug>"): EVERYONE,
     ("GET", "/orders/<int:order_id>/give"): CLINICAL,
     ("POST", "/orders/<int:order_id>/give"): CLINICAL,
+    # FHIR R4 (read-only; everyone reads, the inspector every unit; consent scopes narrow)
+    ("GET", "/fhir/R4/metadata"): EVERYONE,
+    ("GET", "/fhir/R4/<name>"): EVERYONE,
+    ("GET", "/fhir/R4/<name>/<ident>"): EVERYONE,
+    ("GET", "/fhir/R4/Patient/<ident>/$everything"): EVERYONE,
     # the inspection report and the audit log
     ("GET", "/api/v1/audit/events"): AUDITORS,
     ("GET", "/api/v1/audit/report"): AUDITORS,
@@ -198,7 +203,8 @@ class Scene:
             admission_id = self.admission()
         elif rule.endswith("/harm-reduction"):
             admission_id = self.admission(self_discharged=True)
-        values = {"admission_id": admission_id, "code": "ciwa-ar", "scale": "ciwa-ar", "drug": "diazepam"}
+        values = {"admission_id": admission_id, "code": "ciwa-ar", "scale": "ciwa-ar", "drug": "diazepam",
+                  "name": "Patient"}
 
         def fill(match):
             name = match.group(2)
@@ -293,6 +299,9 @@ def test_without_a_session_the_api_says_401_and_pages_redirect_to_sign_in(app, s
         response = send()
         if rule.startswith("/api/"):
             assert_problem(response, 401, "unauthorized")
+        elif rule.startswith("/fhir/"):
+            assert response.status_code == 401, (method, rule, response.status_code)
+            assert response.get_json()["resourceType"] == "OperationOutcome", (method, rule)
         else:
             assert response.status_code == 302, (method, rule, response.status_code)
             assert response.headers["Location"].startswith("/login"), (method, rule)
