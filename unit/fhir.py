@@ -186,9 +186,9 @@ def reference_filter(column: Any, resource_type: str, param: str) -> Callable:
     return apply
 
 
-def token_filter(match: Callable[[str | None, str], Any], param: str) -> Callable:
+def token_filter(match: Callable[[str | None, str, Reader], Any], param: str) -> Callable:
     """A token search parameter (``system|code``, ``|code``, ``code``; comma for or):
-    ``match(system or None, code)`` gives the SQL condition (``sa.false()`` for none)."""
+    ``match(system or None, code, reader)`` gives the SQL condition (``sa.false()``: none)."""
 
     def apply(query, raw: str, reader: Reader):
         conditions = []
@@ -198,7 +198,7 @@ def token_filter(match: Callable[[str | None, str], Any], param: str) -> Callabl
                 system, code = None, value
             if not code:
                 raise FhirInvalidRequest(f"{param} needs a code.", errors={param: ["A code."]})
-            conditions.append(match(system, code))
+            conditions.append(match(system, code, reader))
         return query.where(sa.or_(*conditions))
 
     return apply
@@ -298,6 +298,8 @@ class ResourceType:
     sorts: dict[str, Any] = field(default_factory=dict)
     default_order: tuple = ()
     static: Callable[[Reader], dict[str, Any]] | None = None  # id -> definition
+    # Narrows a search unless its parameters ask otherwise: (query, parameters) -> query.
+    search_default: Callable[[sa.Select, dict[str, list[str]]], sa.Select] | None = None
     documentation: str = ""
     in_everything: bool = True
 
@@ -371,6 +373,8 @@ def search(reader: Reader, name: str, args: dict[str, list[str]]) -> dict:
         resources = resources[(page - 1) * count:page * count]
     else:
         query = resource_type.rows(reader)
+        if resource_type.search_default is not None:
+            query = resource_type.search_default(query, args)
         for param, values in args.items():
             if param in COMMON_PARAMS:
                 continue
@@ -615,7 +619,7 @@ def _patient(reader: Reader, row: Any) -> dict:
     return resource
 
 
-def _nhs_number_match(system: str | None, code: str):
+def _nhs_number_match(system: str | None, code: str, reader: Reader):
     if system not in (None, "", NHS_NUMBER_SYSTEM):
         return sa.false()
     return Resident.nhs_number == "".join(code.split())

@@ -183,8 +183,8 @@ def test_consent_search_by_status(ward):
 # --- consent scopes --------------------------------------------------------------------------
 
 def test_a_read_for_the_gp_finds_only_residents_who_consented_to_share_with_the_gp(ward, app):
-    """Consent honoured: a read for a recipient sees only residents whose consent to share
-    with it is in force; refusals, withdrawals and no decision are not found."""
+    """HAZ-005: a read for a recipient sees only residents whose consent to share with it is
+    in force; refusals, withdrawals and no decision are not found."""
     shared = admit(ward, "Shared", NHS_NUMBERS[0])
     refused = admit(ward, "Refused", NHS_NUMBERS[1])
     withdrawn = admit(ward, "Withdrawn", NHS_NUMBERS[2])
