@@ -86,6 +86,12 @@ def tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]
                          len(adm["admitted_meeting_decline_criteria_while_monitored"])],
                         ["transferred_out", len(adm["transferred_out"])]]
                        + [[f"declined: {code}", n] for code, n in adm["declined_reasons"].items()]),
+        "treatment_episodes": (["month", "episodes", "started", "completed", "transferred",
+                                "incomplete_dropped_out", "incomplete_treatment_withdrawn_by_provider",
+                                "incomplete_client_died", "ended_unmapped", "open_at_month_end"],
+                               [[m["month"], m["episodes"], m["started"], m["completed"], m["transferred"],
+                                 *m["incomplete"].values(), m["ended_unmapped"], m["open_at_month_end"]]
+                                for m in adm["treatment_episodes"]]),
         "declined_referrals": (["referral_id", "resident", "decided_at", "criteria", "recommended_setting"],
                                [[d["referral_id"], d["resident"], d["decided_at"], "; ".join(d["criteria"]),
                                  d["recommended_setting"]] for d in adm["declined_referrals"]]),

@@ -64,4 +64,15 @@ def admissions_section(unit: Unit, start: datetime, end: datetime) -> dict:
         "transferred_out": [{"admission_id": a.id, "resident": name, "at": a.discharged_at.isoformat(),
                              "why": a.discharge_note} for a, name in transfers],
         "discharges": dict(discharges),
+        "treatment_episodes": treatment_episodes(unit, start, end),
     }
+
+
+def treatment_episodes(unit: Unit, start: datetime, end: datetime) -> list[dict]:
+    """For each calendar month the period touches, the whole month's episodes as the
+    commissioners' return counts them (started, completed, incomplete by reason), so that the
+    unit and the commissioner read the same figures."""
+    from unit.returns import month_bounds, month_counts, months_between
+
+    return [{"month": month, **month_counts(unit.id, *month_bounds(month))}
+            for month in months_between(start, end)]

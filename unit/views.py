@@ -1,12 +1,13 @@
 """The unit package's JSON API: thin handlers that load, call one service and dump."""
 from __future__ import annotations
 
-from flask import current_app, request, session
+from flask import Response, current_app, request, session
+from marshmallow import Schema, fields, validate
 
 from config.clock import now
 from config.idempotency import idempotent
 from config.errors import ApiBlueprint
-from unit import consent, record, services
+from unit import consent, record, returns, services
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required, sign_in, sign_out
 from unit.schemas import (
     AdmissionQuery,
@@ -224,3 +225,41 @@ def record_consent(body, resident_id):
 def withdraw_consent(body, consent_id):
     """Withdraw a decision in force: nothing is shared with that recipient from now on."""
     return consent.withdraw_consent(current_staff(), consent_id, reason=body["reason"], now=now())
+
+
+class ReturnQuery(Schema):
+    month = fields.String(required=True, validate=validate.Regexp(
+        returns._MONTH, error="YYYY-MM, e.g. 2026-11."), metadata={"description": "YYYY-MM"})
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
+class CheckQuery(Schema):
+    month = fields.String(required=True, validate=validate.Regexp(
+        returns._MONTH, error="YYYY-MM, e.g. 2026-11."), metadata={"description": "YYYY-MM"})
+
+
+@blp.route("/returns/ndtms", methods=["GET"])
+@roles_required(MANAGERS)
+@blp.arguments(ReturnQuery(), location="query")
+@blp.response(200, description="The return: JSON (rows, aggregate, check), or the rows as CSV "
+              "with format=csv")
+@blp.doc(responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+def ndtms_return(query):
+    """The month's NDTMS-style return: one row per episode open in the month whose resident
+    consented to share with NDTMS; the others counted in the aggregate. Audited."""
+    report = returns.export_ndtms_return(current_staff(), query["month"], now())
+    if query["format"] == "csv":
+        return Response(returns.to_csv(report), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="ndtms-{report["unit"]["code"]}-'
+                                   f'{query["month"]}.csv"'})
+    return report
+
+
+@blp.route("/returns/ndtms/check", methods=["GET"])
+@roles_required(MANAGERS)
+@blp.arguments(CheckQuery(), location="query")
+@blp.response(200)
+def ndtms_check(query):
+    """The check before submission: which episodes lack a field, which residents withheld
+    consent (excluded from the identifiable return, counted in the aggregate)."""
+    return returns.check_ndtms_return(current_staff(), query["month"], now())

@@ -43,6 +43,9 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("GET", "/api/v1/residents/<int:resident_id>/consents"): EVERYONE,
     ("POST", "/api/v1/residents/<int:resident_id>/consents"): CLINICAL,
     ("POST", "/api/v1/consents/<int:consent_id>/withdraw"): CLINICAL,
+    # the commissioners' return
+    ("GET", "/api/v1/returns/ndtms"): MANAGER,
+    ("GET", "/api/v1/returns/ndtms/check"): MANAGER,
     # documentation and health
     ("GET", "/api/v1/openapi.json"): EVERYONE,
     ("GET", "/api/v1/health"): EVERYONE,
