@@ -73,6 +73,8 @@ def month_period(month: str, at: datetime) -> tuple[datetime, datetime]:
     if not match:
         raise ReturnMonthInvalid("Give the month as YYYY-MM, e.g. 2026-11.",
                                  errors={"month": ["YYYY-MM."]})
+    if not 1900 <= int(match.group(1)) <= 2999:
+        raise ReturnMonthInvalid("Give a month of this era, YYYY-MM.", errors={"month": ["YYYY-MM."]})
     start, end = month_bounds(month)
     if start > at:
         raise ReturnMonthInvalid(f"{month} has not begun: a return covers a month already under way "

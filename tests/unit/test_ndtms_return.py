@@ -268,7 +268,7 @@ def test_the_command_line_writes_the_csv_and_checks(month, app):
     assert bad.exit_code == 2 and "YYYY-MM" in bad.stderr
 
 
-@pytest.mark.parametrize("month_text", ["2025-3", "2025-13", "March", "2025-03-01", ""])
+@pytest.mark.parametrize("month_text", ["2025-3", "2025-13", "March", "2025-03-01", "", "0000-01", "9999-12"])
 def test_a_bad_month_is_a_422(make_ward, clock, month_text):
     ward = make_ward("medically_managed")
     problem = assert_problem(ward.manager.get(f"/api/v1/returns/ndtms?month={month_text}"), 422)
