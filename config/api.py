@@ -54,7 +54,7 @@ def problem(status: int, type_: str, title: str, detail: str | None = None, *,
 
 def wants_json() -> bool:
     """True for API calls (and clients that ask for JSON), where errors are problem bodies."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/fhir/")):  # FHIR: OperationOutcome, made from it
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"

@@ -36,6 +36,7 @@ def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
     register_hooks(app)
     register_report_sections(app)
     register_cli(app)
+    register_interoperability(app)
     return app
 
 
@@ -363,6 +364,18 @@ def register_cli(app: Flask) -> None:
     from config.privileges import grant_command
 
     migrate_cli.add_command(grant_command)
+
+
+def register_interoperability(app: Flask) -> None:
+    """FHIR R4 at /fhir/R4, each package contributing its resource types, and the
+    commissioners' returns on the command line."""
+    from medication.fhir import RESOURCE_TYPES as medication_types
+    from monitoring.fhir import RESOURCE_TYPES as monitoring_types
+    from unit import fhir
+    from unit.returns import returns_cli
+
+    fhir.install(app, *monitoring_types, *medication_types)
+    app.cli.add_command(returns_cli)
 
 
 def _add_once(hooks: list, function) -> None:

@@ -77,3 +77,18 @@ class ReReferralUnexplained(DomainError):
 class OverrideNotPermitted(Forbidden):
     type = "override-not-permitted"
     title = "Only a doctor may record this override"
+
+
+class ResidentNotFound(NotFound):
+    type = "resident-not-found"
+    title = "No such resident on your unit"
+
+
+class ConsentNotFound(NotFound):
+    type = "consent-not-found"
+    title = "No such consent decision on your unit"
+
+
+class ConsentNotActive(Conflict):
+    type = "consent-not-active"
+    title = "The consent decision is no longer in force"

@@ -18,7 +18,10 @@ SUBSTANCES = ("alcohol", "opioids", "benzodiazepines", "other")
 # What an opioid referral says the person uses now (docs/clinical-rules.md s4).
 CURRENT_OPIOIDS = ("heroin", "methadone", "buprenorphine", "codeine", "dihydrocodeine", "tramadol",
                    "morphine", "oxycodone", "fentanyl", "other")
-DISCHARGE_TYPES = ("completed", "self-discharged", "transferred", "other")
+# withdrawn-by-unit: the unit ended the treatment (e.g. for a breach of its agreement);
+# died: the resident died during the stay. Both are NDTMS discharge reasons of their own.
+DISCHARGE_TYPES = ("completed", "self-discharged", "transferred", "withdrawn-by-unit", "died",
+                   "other")
 ADMISSION_STATUSES = ("active", "discharged")
 SETTINGS = ("community", "residential_medically_monitored", "medically_managed", "hospital")
 PROPOSAL_STATUSES = ("proposed", "approved", "rejected")
@@ -166,6 +169,11 @@ class Resident(db.Model):
     date_of_birth: Mapped[date]
     nhs_number: Mapped[str | None] = mapped_column(sa.String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Return fields of the person (unit.codes lists): optional, listed as missing by the
+    # commissioners' return check.
+    sex: Mapped[str | None] = mapped_column(sa.String(16))
+    gender_identity: Mapped[str | None] = mapped_column(sa.String(16))
+    ethnicity: Mapped[str | None] = mapped_column(sa.String(2))
 
 
 class Referral(db.Model):
@@ -231,12 +239,69 @@ class Admission(db.Model):
     # The doctor is ``admitted_by``.
     override_reason: Mapped[str | None] = mapped_column(sa.Text)
     override_criteria: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    # Return fields of the treatment episode (unit.codes lists): optional at admission,
+    # listed as missing by the commissioners' return check.
+    local_authority: Mapped[str | None] = mapped_column(sa.String(9))  # ONS code, E06000001
+    postcode_district: Mapped[str | None] = mapped_column(sa.String(4))  # outward code, LS6
+    accommodation_need: Mapped[str | None] = mapped_column(sa.String(32))
+    parental_status: Mapped[str | None] = mapped_column(sa.String(40))
+    children_living_with: Mapped[int | None]
+    injecting_status: Mapped[str | None] = mapped_column(sa.String(16))
+    problem_substances: Mapped[list[str] | None] = mapped_column(sa.JSON)  # up to 3, in order
+    referral_source: Mapped[str | None] = mapped_column(sa.String(32))
+    referral_date: Mapped[date | None]
+    first_contact_date: Mapped[date | None]
 
     resident: Mapped[Resident] = relationship(lazy="joined")
     referral: Mapped[Referral] = relationship()
     admitted_by: Mapped[Staff] = relationship(foreign_keys=[admitted_by_id])
     harm_reduction: Mapped[HarmReductionChecklist | None] = relationship(
         back_populates="admission", uselist=False)
+
+
+CONSENT_STATUSES = ("active", "withdrawn", "superseded")
+
+
+class Consent(db.Model):
+    """A resident's decision about sharing their record with one recipient.
+
+    Never edited: a new decision for the same recipient supersedes the active one, and a
+    withdrawal ends it (who, when, why). At most one decision per resident and recipient
+    (per named family member) is active, enforced by the database. No active decision
+    given: nothing is shared with that recipient.
+    """
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        sa.CheckConstraint("recipient IN ('gp', 'community_team', 'family', 'ndtms')",
+                           name="recipient"),
+        sa.CheckConstraint("decision IN ('given', 'refused')", name="decision"),
+        sa.CheckConstraint(f"status IN {_in(CONSENT_STATUSES)}", name="status"),
+        sa.Index("uq_consents_one_active", "resident_id", "recipient", "recipient_key",
+                 unique=True, sqlite_where=sa.text("status = 'active'"),
+                 postgresql_where=sa.text("status = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("units.id"), index=True)
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"), index=True)
+    recipient: Mapped[str] = mapped_column(sa.String(16))
+    # Who exactly: the family member named (required for family), the GP practice or team.
+    recipient_name: Mapped[str | None] = mapped_column(sa.String(200))
+    # The name, folded, for family (one decision per named person); '' for the others.
+    recipient_key: Mapped[str] = mapped_column(sa.String(200), default="")
+    decision: Mapped[str] = mapped_column(sa.String(8))
+    decided_on: Mapped[date]  # when the resident decided (may be before it was recorded)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(12), default="active")
+    recorded_at: Mapped[datetime]
+    recorded_by_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"))
+    ended_at: Mapped[datetime | None]
+    ended_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+    end_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+    recorded_by: Mapped[Staff] = relationship(foreign_keys=[recorded_by_id])
+    ended_by: Mapped[Staff | None] = relationship(foreign_keys=[ended_by_id])
 
 
 HARM_REDUCTION_ITEMS = {

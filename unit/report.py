@@ -146,6 +146,7 @@ def admissions_section(unit: Unit, start: datetime, end: datetime) -> dict:
         "transferred_out": [{"admission_id": a.id, "resident": name, "at": a.discharged_at.isoformat(),
                              "why": a.discharge_note} for a, name in transfers],
         "discharges": dict(discharges),
+        "treatment_episodes": treatment_episodes(unit, start, end),
     }
 
 
@@ -220,6 +221,12 @@ def tables(report: dict[str, Any]) -> dict[str, Table]:
                          len(adm["admitted_meeting_decline_criteria_while_monitored"])],
                         ["transferred_out", len(adm["transferred_out"])]]
                        + [[f"declined: {code}", n] for code, n in adm["declined_reasons"].items()]),
+        "treatment_episodes": (["month", "episodes", "started", "completed", "transferred",
+                                "incomplete_dropped_out", "incomplete_treatment_withdrawn_by_provider",
+                                "incomplete_client_died", "ended_unmapped", "open_at_month_end"],
+                               [[m["month"], m["episodes"], m["started"], m["completed"], m["transferred"],
+                                 *m["incomplete"].values(), m["ended_unmapped"], m["open_at_month_end"]]
+                                for m in adm["treatment_episodes"]]),
         "declined_referrals": (["referral_id", "resident", "decided_at", "criteria", "recommended_setting"],
                                [[d["referral_id"], d["resident"], d["decided_at"], "; ".join(d["criteria"]),
                                  d["recommended_setting"]] for d in adm["declined_referrals"]]),
@@ -383,3 +390,13 @@ def search_audit_log(actor: Staff, query: dict, page: int, per_page: int, now: d
     return [{**{c: getattr(event, c) for c in ("seq", "at", "actor_role", "action", "entity_type", "entity_id",
                                                "resident_id", "before", "after", "hash")}, "user": username}
             for event, username in rows], total
+
+
+def treatment_episodes(unit: Unit, start: datetime, end: datetime) -> list[dict]:
+    """For each calendar month the period touches, the whole month's episodes as the
+    commissioners' return counts them (started, completed, incomplete by reason), so that the
+    unit and the commissioner read the same figures."""
+    from unit.returns import month_bounds, month_counts, months_between
+
+    return [{"month": month, **month_counts(unit.id, *month_bounds(month))}
+            for month in months_between(start, end)]

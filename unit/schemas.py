@@ -4,9 +4,22 @@ from __future__ import annotations
 from datetime import date, timezone
 
 import math
+import re
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates, validates_schema
 
+from unit.codes import (
+    ACCOMMODATION_NEEDS,
+    CONSENT_DECISIONS,
+    CONSENT_RECIPIENTS,
+    ETHNIC_CATEGORIES,
+    GENDER_IDENTITIES,
+    INJECTING_STATUSES,
+    PARENTAL_STATUSES,
+    PROBLEM_SUBSTANCES,
+    REFERRAL_SOURCES,
+    SEXES,
+)
 from unit.competence import REFERRAL_FIGURES, UNITS_UNKNOWN
 from unit.models import CARE_MODELS, CURRENT_OPIOIDS, DISCHARGE_TYPES, PROPOSAL_STATUSES, ROLES, SUBSTANCES
 
@@ -149,6 +162,79 @@ class AssessmentIn(Schema):
             raise ValidationError("An opioid is listed twice.")
 
 
+# ONS (GSS) code of a local authority: a country letter and eight digits, e.g. E08000035.
+LOCAL_AUTHORITY = re.compile(r"^[EWSN][0-9]{8}$")
+# The outward code of a UK postcode (its district), e.g. LS6, M1, SW1A.
+POSTCODE_DISTRICT = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
+
+
+def _code(codes: dict[str, str], description: str | None = None) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.OneOf(list(codes)), metadata={
+        "description": description or "One of: " + ", ".join(codes)})
+
+
+def _past_date(value: date | None, what: str) -> None:
+    if value is not None and value > date.today():
+        raise ValidationError(f"The {what} is in the future.")
+
+
+class ReturnFieldsIn(Schema):
+    """The resident's and the episode's fields a commissioners' return needs; every one is
+    optional (null clears it) and listed as missing by the return's check."""
+
+    sex = _code(SEXES)
+    gender_identity = _code(GENDER_IDENTITIES)
+    ethnicity = _code(ETHNIC_CATEGORIES,
+                      "NHS ethnic category code: " + ", ".join(ETHNIC_CATEGORIES))
+    local_authority = fields.String(allow_none=True, validate=validate.Regexp(
+        LOCAL_AUTHORITY, error="An ONS local authority code: a letter and 8 digits (E08000035)."),
+        metadata={"description": "ONS code of the local authority of residence"})
+    postcode_district = fields.String(allow_none=True, validate=validate.Regexp(
+        POSTCODE_DISTRICT, error="The first half of a postcode (LS6, M1, SW1A)."),
+        metadata={"description": "The postcode district (outward code) of residence"})
+    accommodation_need = _code(ACCOMMODATION_NEEDS)
+    parental_status = _code(PARENTAL_STATUSES)
+    children_living_with = StrictInt(allow_none=True, validate=validate.Range(0, 30), metadata={
+        "description": "Children under 18 living with the resident"})
+    injecting_status = _code(INJECTING_STATUSES)
+    problem_substances = fields.List(
+        fields.String(validate=validate.OneOf(list(PROBLEM_SUBSTANCES))), allow_none=True,
+        validate=validate.Length(min=1, max=3),
+        metadata={"description": "Up to three, the main problem first"})
+    referral_source = _code(REFERRAL_SOURCES)
+    referral_date = fields.Date(allow_none=True)
+    first_contact_date = fields.Date(allow_none=True)
+
+    @pre_load
+    def normalise(self, data, **kwargs):
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("local_authority", "postcode_district"):
+                if isinstance(data.get(key), str):
+                    data[key] = "".join(data[key].split()).upper() or None
+        return data
+
+    @validates("problem_substances")
+    def unique_substances(self, value, **kwargs):
+        if value is not None and len(set(value)) != len(value):
+            raise ValidationError("A substance is listed twice.")
+
+    @validates("referral_date")
+    def referral_not_future(self, value, **kwargs):
+        _past_date(value, "referral date")
+
+    @validates("first_contact_date")
+    def contact_not_future(self, value, **kwargs):
+        _past_date(value, "first contact date")
+
+    @validates_schema
+    def contact_after_referral(self, data, **kwargs):
+        referral, contact = data.get("referral_date"), data.get("first_contact_date")
+        if referral and contact and contact < referral:
+            raise ValidationError("The first contact cannot be before the referral.",
+                                  field_name="first_contact_date")
+
+
 class ReferralIn(Schema):
     """A referral: the resident, the substances and the pre-admission assessment."""
 
@@ -156,6 +242,8 @@ class ReferralIn(Schema):
     substances = fields.List(fields.String(validate=validate.OneOf(SUBSTANCES)), required=True,
                              validate=validate.Length(min=1))
     assessment = fields.Nested(AssessmentIn, required=True)
+    return_fields = fields.Nested(ReturnFieldsIn, load_default=None, allow_none=True, metadata={
+        "description": "Optional at admission: the fields the commissioners' return needs"})
     override_reason = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(min=3, max=2000),
         metadata={"description": "A doctor's (doctor, GP, clinical lead) reason to admit a referral "
@@ -257,6 +345,40 @@ class LoginIn(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=1000))
 
 
+class ConsentIn(Schema):
+    """A resident's decision about sharing their record with one recipient."""
+
+    recipient = fields.String(required=True, validate=validate.OneOf(list(CONSENT_RECIPIENTS)))
+    recipient_name = fields.String(load_default=None, allow_none=True,
+                                   validate=validate.Length(min=1, max=200), metadata={
+                                       "description": "The family member named (required for "
+                                       "family); the GP practice or team otherwise"})
+    decision = fields.String(required=True, validate=validate.OneOf(list(CONSENT_DECISIONS)))
+    decided_on = fields.Date(load_default=None, allow_none=True,
+                             metadata={"description": "When the resident decided (default today)"})
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+    @pre_load
+    def normalise(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(data.get("recipient_name"), str):
+            data = {**data, "recipient_name": " ".join(data["recipient_name"].split()) or None}
+        return data
+
+    @validates("decided_on")
+    def not_future(self, value, **kwargs):
+        _past_date(value, "date of the decision")
+
+    @validates_schema
+    def family_is_named(self, data, **kwargs):
+        if data.get("recipient") == "family" and not data.get("recipient_name"):
+            raise ValidationError("Name the family member the resident agrees to share with.",
+                                  field_name="recipient_name")
+
+
+class ConsentWithdrawIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
 class AdmissionQuery(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(("active", "discharged")))
 
@@ -343,6 +465,38 @@ class ResidentSchema(Schema):
     nhs_number = fields.String(allow_none=True)
 
 
+class ReturnFieldsSchema(Schema):
+    sex = fields.String(allow_none=True)
+    gender_identity = fields.String(allow_none=True)
+    ethnicity = fields.String(allow_none=True)
+    local_authority = fields.String(allow_none=True)
+    postcode_district = fields.String(allow_none=True)
+    accommodation_need = fields.String(allow_none=True)
+    parental_status = fields.String(allow_none=True)
+    children_living_with = fields.Integer(allow_none=True)
+    injecting_status = fields.String(allow_none=True)
+    problem_substances = fields.List(fields.String(), allow_none=True)
+    referral_source = fields.String(allow_none=True)
+    referral_date = fields.Date(allow_none=True)
+    first_contact_date = fields.Date(allow_none=True)
+
+
+class ConsentSchema(Schema):
+    id = fields.Integer()
+    resident_id = fields.Integer()
+    recipient = fields.String()
+    recipient_name = fields.String(allow_none=True)
+    decision = fields.String()
+    decided_on = fields.Date()
+    note = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "active, withdrawn or superseded"})
+    recorded_at = fields.DateTime()
+    recorded_by = fields.Nested(StaffSchema)
+    ended_at = fields.DateTime(allow_none=True)
+    ended_by = fields.Nested(StaffSchema, allow_none=True)
+    end_reason = fields.String(allow_none=True)
+
+
 class HarmReductionSchema(Schema):
     opened_at = fields.DateTime()
     completed_at = fields.DateTime(allow_none=True)
@@ -395,6 +549,7 @@ class AdmissionSchema(Schema):
                              metadata={"description": "A doctor's reason to admit what every unit declines otherwise."})
     previous_decline_id = fields.Integer(allow_none=True)
     changes = fields.List(fields.Nested(ChangedFigureSchema), allow_none=True)
+    return_fields = fields.Nested(ReturnFieldsSchema)
 
 
 class ReferralCheckSchema(Schema):
@@ -476,6 +631,20 @@ def admission_view(admission, now) -> dict:
                      "by": admission.admitted_by} if admission.override_reason else None,
         "previous_decline_id": referral.previous_decline_id,
         "changes": referral.changed_figures,
+        "return_fields": return_fields_of(admission),
     }
+
+
+RESIDENT_RETURN_FIELDS = ("sex", "gender_identity", "ethnicity")
+EPISODE_RETURN_FIELDS = ("local_authority", "postcode_district", "accommodation_need",
+                         "parental_status", "children_living_with", "injecting_status",
+                         "problem_substances", "referral_source", "referral_date",
+                         "first_contact_date")
+
+
+def return_fields_of(admission) -> dict:
+    """The return fields of an admission: the resident's and the episode's."""
+    return {**{key: getattr(admission.resident, key) for key in RESIDENT_RETURN_FIELDS},
+            **{key: getattr(admission, key) for key in EPISODE_RETURN_FIELDS}}
 
 

@@ -46,6 +46,7 @@ from unit.models import (
     Unit,
     UnitProtocol,
 )
+from unit.record import apply_return_fields
 
 # Ids are 32-bit integers in the database: a larger id in a URL names nothing (and must not
 # reach the driver, which would fail with an overflow instead of "not found").
@@ -354,13 +355,15 @@ def disable_staff(*, username: str, reason: str, now: datetime) -> tuple[Staff, 
 
 def check_referral(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
                    now: datetime, override_reason: str | None = None,
-                   change_reasons: dict[str, str] | None = None) -> dict:
+                   change_reasons: dict[str, str] | None = None,
+                   return_fields: dict | None = None) -> dict:
     """What the unit would decide for a referral, and the recommended setting (no write).
 
     docs/clinical-rules.md s4: a monitored unit declines any criterion met; every unit declines
     a referral whose recommended setting is hospital, or a resident under 16, unless a doctor
     (doctor, GP, clinical lead) gives ``override_reason``. A decline of the same person in the
     last 30 days is named, with each figure changed since and whether it has its reason.
+    ``return_fields`` play no part in the decision.
     """
     model = model_at(actor.unit_id, now)
     limits = protocol_settings(actor.unit_id, "competence", COMPETENCE_DEFAULTS)
@@ -403,12 +406,14 @@ def _declined_detail(check: dict) -> str:
 @unit_of_work
 def admit_resident(actor: Staff, *, resident: dict, substances: list[str], assessment: dict,
                    now: datetime, override_reason: str | None = None,
-                   change_reasons: dict[str, str] | None = None) -> Admission:
+                   change_reasons: dict[str, str] | None = None,
+                   return_fields: dict | None = None) -> Admission:
     """Admit a referral, or decline it (kept for the audit) when the unit cannot meet its needs.
 
     A doctor's override reason admits what every unit otherwise declines (kept on the
     admission); a re-referral within 30 days of a decline is linked to it, and admitting it
     needs a reason for each changed figure (422 naming each one, nothing written).
+    ``return_fields`` (optional) are recorded with the admission.
     """
     if override_reason and actor.role not in DOCTORS:
         raise OverrideNotPermitted(
@@ -466,6 +471,8 @@ def admit_resident(actor: Staff, *, resident: dict, substances: list[str], asses
         admitted_by_id=actor.id, override_reason=override_reason if overridden else None,
         override_criteria=overridden or None,
     )
+    if return_fields:
+        apply_return_fields(admission, return_fields)
     db.session.add(admission)
     db.session.flush()
     record_event(unit_id=actor.unit_id, actor=actor, action="admission.create",
@@ -476,7 +483,8 @@ def admit_resident(actor: Staff, *, resident: dict, substances: list[str], asses
                         "override": {"reason": override_reason, "criteria": overridden}
                         if overridden else None,
                         "previous_decline_id": referral.previous_decline_id,
-                        "changes": referral.changed_figures})
+                        "changes": referral.changed_figures,
+                        **({"return_fields": return_fields} if return_fields else {})})
     for hook in admitted_hooks:
         hook(admission, actor, now)
     return admission

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request, session
+from marshmallow import Schema, fields, validate
 
 from config.clock import now, unit_zone
 from config.errors import ValidationFailed
 from config.idempotency import idempotent
 from config.api import ApiBlueprint
-from unit import protocol, services
+from unit import consent, protocol, record, returns, services
 from unit.auth import (ALL_ROLES, AUDITORS, CLINICAL_LEADS, CLINICAL_STAFF, MANAGERS, current_staff, public, roles_required,
                        sign_in, sign_out)
 from unit.report import (build_report, parse_period, report_schema, search_audit_log, tables, to_csv,
@@ -17,6 +18,9 @@ from unit.schemas import (
     AdmissionSchema,
     AuditEventSchema,
     AuditQuery,
+    ConsentIn,
+    ConsentSchema,
+    ConsentWithdrawIn,
     DischargeIn,
     HarmReductionIn,
     HarmReductionSchema,
@@ -32,6 +36,7 @@ from unit.schemas import (
     ReferralCheckSchema,
     ReferralIn,
     ReportQuery,
+    ReturnFieldsIn,
     SessionSchema,
     UnitSchema,
     admission_view,
@@ -287,3 +292,83 @@ def audit_events(query, pagination_parameters):
                                    pagination_parameters.page_size, now())
     pagination_parameters.item_count = total
     return rows
+
+
+@blp.route("/admissions/<int:admission_id>/return-fields", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ReturnFieldsIn())
+@idempotent
+@blp.response(200, AdmissionSchema)
+def return_fields(body, admission_id):
+    """Record or correct the fields the commissioners' return needs (only those given; null
+    clears one); also after discharge."""
+    at = now()
+    admission = record.update_return_fields(current_staff(), admission_id, values=body, now=at)
+    return admission_view(admission, at)
+
+
+@blp.route("/residents/<int:resident_id>/consents", methods=["GET"])
+@roles_required(ALL_ROLES)
+@blp.response(200, ConsentSchema(many=True))
+def list_consents(resident_id):
+    """A resident's decisions about sharing their record: those in force first."""
+    return consent.list_consents(current_staff(), resident_id)
+
+
+@blp.route("/residents/<int:resident_id>/consents", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ConsentIn())
+@idempotent
+@blp.response(201, ConsentSchema)
+def record_consent(body, resident_id):
+    """Record a resident's decision (given or refused) to share with a recipient; it replaces
+    the decision in force for that recipient."""
+    return consent.record_consent(current_staff(), resident_id, now=now(), **body)
+
+
+@blp.route("/consents/<int:consent_id>/withdraw", methods=["POST"])
+@roles_required(CLINICAL_STAFF)
+@blp.arguments(ConsentWithdrawIn())
+@idempotent
+@blp.response(200, ConsentSchema)
+def withdraw_consent(body, consent_id):
+    """Withdraw a decision in force: nothing is shared with that recipient from now on."""
+    return consent.withdraw_consent(current_staff(), consent_id, reason=body["reason"], now=now())
+
+
+class ReturnQuery(Schema):
+    month = fields.String(required=True, validate=validate.Regexp(
+        returns._MONTH, error="YYYY-MM, e.g. 2026-11."), metadata={"description": "YYYY-MM"})
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
+class CheckQuery(Schema):
+    month = fields.String(required=True, validate=validate.Regexp(
+        returns._MONTH, error="YYYY-MM, e.g. 2026-11."), metadata={"description": "YYYY-MM"})
+
+
+@blp.route("/returns/ndtms", methods=["GET"])
+@roles_required(MANAGERS)
+@blp.arguments(ReturnQuery(), location="query")
+@blp.response(200, description="The return: JSON (rows, aggregate, check), or the rows as CSV "
+              "with format=csv")
+@blp.doc(responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+def ndtms_return(query):
+    """The month's NDTMS-style return: one row per episode open in the month whose resident
+    consented to share with NDTMS; the others counted in the aggregate. Audited."""
+    report = returns.export_ndtms_return(current_staff(), query["month"], now())
+    if query["format"] == "csv":
+        return Response(returns.to_csv(report), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="ndtms-{report["unit"]["code"]}-'
+                                   f'{query["month"]}.csv"'})
+    return report
+
+
+@blp.route("/returns/ndtms/check", methods=["GET"])
+@roles_required(MANAGERS)
+@blp.arguments(CheckQuery(), location="query")
+@blp.response(200)
+def ndtms_check(query):
+    """The check before submission: which episodes lack a field, which residents withheld
+    consent (excluded from the identifiable return, counted in the aggregate)."""
+    return returns.check_ndtms_return(current_staff(), query["month"], now())

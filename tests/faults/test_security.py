@@ -50,7 +50,12 @@ def _records(server, unit: str) -> dict:
         "duty": "visiting_gp", "contact": "Out-of-hours GP service", "starts_at": start.isoformat(),
         "ends_at": (start + timedelta(hours=12)).isoformat()}, timeout=REQUEST_TIMEOUT)
     assert shift.status_code == 201, shift.text[:500]
+    consent = server.post(nurse, f"/api/v1/residents/{admission['resident']['id']}/consents",
+                          {"recipient": "gp", "decision": "given"})
+    assert consent.status_code == 201, consent.text[:500]
     return {"admission_id": admission["id"], "observation_id": observation["id"],
+            "resident_id": admission["resident"]["id"], "consent_id": consent.json()["id"],
+            "name": "Patient", "ident": admission["resident"]["id"],
             "order_id": order.json()["id"], "escalation_id": observation["escalation"]["id"],
             "schedule_id": schedules[0]["id"], "shift_id": shift.json()["id"],
             "drug": "chlordiazepoxide", "scale": "ciwa-ar", "code": "ciwa-ar", "filename": "app.css"}
@@ -122,6 +127,13 @@ def test_every_route_refuses_a_request_without_a_session(module_server, wards, u
                                             json={} if method != "GET" else None,
                                             headers={"Idempotency-Key": new_key()}, timeout=REQUEST_TIMEOUT)
                 _assert_unauthorized_problem(response, where)
+            elif path.startswith("/fhir/"):
+                # FHIR answers its errors as OperationOutcome, a sign-in missing included.
+                response = requests.request(method, server.url(path), allow_redirects=False,
+                                            timeout=REQUEST_TIMEOUT)
+                assert response.status_code == 401, (where, response.status_code)
+                assert response.headers["Content-Type"].startswith("application/fhir+json"), where
+                assert response.json()["resourceType"] == "OperationOutcome", where
             elif method == "GET":
                 response = requests.get(server.url(path), allow_redirects=False, timeout=REQUEST_TIMEOUT)
                 assert response.status_code == 302, (where, response.status_code)
@@ -179,6 +191,11 @@ def test_another_units_records_are_not_found(module_server, wards, url_map):
     for rule in ("/admissions/<int:admission_id>", "/orders/<int:order_id>/give",
                  "/admissions/<int:admission_id>/observe/<scale>"):
         same_as_nowhere("GET", nurse, lambda ids, rule=rule: _path(rule, ids))
+    # FHIR reads addressed by one of B's ids.
+    for template in ("/fhir/R4/Patient/{resident_id}", "/fhir/R4/Encounter/{admission_id}",
+                     "/fhir/R4/Observation/{observation_id}", "/fhir/R4/Patient/{resident_id}/$everything",
+                     "/fhir/R4/MedicationRequest/{order_id}", "/fhir/R4/Consent/{consent_id}"):
+        same_as_nowhere("GET", nurse, lambda ids, template=template: template.format(**ids))
     # Writes addressed by B's ids, each with a body that would be valid on A's own records.
     writes = [
         (nurse, "/api/v1/admissions/{admission_id}/observations", {"scale": "ciwa-ar", "items": ciwa(3)}),
@@ -190,6 +207,9 @@ def test_another_units_records_are_not_found(module_server, wards, url_map):
         (doctor, "/api/v1/escalations/{escalation_id}/acknowledge", {}),
         (doctor, "/api/v1/escalations/{escalation_id}/resolve", {"outcome": "reviewed"}),
         (nurse, "/api/v1/schedules/{schedule_id}", {"max_interval_minutes": 60, "reason": "closer watch"}),
+        (nurse, "/api/v1/admissions/{admission_id}/return-fields", {"sex": "male"}),
+        (nurse, "/api/v1/residents/{resident_id}/consents", {"recipient": "gp", "decision": "refused"}),
+        (nurse, "/api/v1/consents/{consent_id}/withdraw", {"reason": "not ours"}),
     ]
     for client, template, body in writes:
         same_as_nowhere("POST", client, lambda ids, template=template: template.format(**ids), body)

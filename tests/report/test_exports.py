@@ -12,7 +12,7 @@ import pytest
 from tests.report.conftest import PERIOD_QUERY, at, audit_event_count, iso, problem
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-TABLES = {"model_history", "admissions", "declined_referrals", "high_risk_admissions", "observations_by_scale",
+TABLES = {"model_history", "admissions", "treatment_episodes", "declined_referrals", "high_risk_admissions", "observations_by_scale",
           "observations_by_resident", "observations_by_shift", "worst_late_observations", "escalations",
           "escalation_breaches", "doses", "prn_per_resident", "safety_refusals", "uncountersigned_phone_orders",
           "cd_register", "protocol_versions", "doctor_overrides", "re_referrals"}

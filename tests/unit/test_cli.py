@@ -151,7 +151,7 @@ def test_a_refused_password_names_every_rule_it_breaks(ctx, make_unit):
 
 def test_the_demo_passwords_pass_the_password_rules():
     """The README's demo sign-ins are seeded through create_staff: they must pass its rules."""
-    from config.demo import DEMO_STAFF
+    from unit.demo import DEMO_STAFF
     from unit.auth import password_problems
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -163,7 +163,7 @@ def test_the_demo_passwords_pass_the_password_rules():
 def test_demo_seed_creates_the_demo_sign_ins(app, cli, client):
     result = cli("demo", "seed")
     assert result.exit_code == 0, result.output
-    from config.demo import DEMO_STAFF
+    from unit.demo import DEMO_STAFF
 
     for username, _role, _name, password in DEMO_STAFF:
         assert password in result.output

@@ -43,6 +43,14 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("GET", "/api/v1/admissions/<int:admission_id>"): EVERYONE,
     ("POST", "/api/v1/admissions/<int:admission_id>/discharge"): CLINICAL,
     ("POST", "/api/v1/admissions/<int:admission_id>/harm-reduction"): CLINICAL,
+    ("POST", "/api/v1/admissions/<int:admission_id>/return-fields"): CLINICAL,
+    # consent and information sharing
+    ("GET", "/api/v1/residents/<int:resident_id>/consents"): EVERYONE,
+    ("POST", "/api/v1/residents/<int:resident_id>/consents"): CLINICAL,
+    ("POST", "/api/v1/consents/<int:consent_id>/withdraw"): CLINICAL,
+    # the commissioners' return
+    ("GET", "/api/v1/returns/ndtms"): MANAGER,
+    ("GET", "/api/v1/returns/ndtms/check"): MANAGER,
     # documentation and health
     ("GET", "/api/v1/openapi.json"): EVERYONE,
     ("GET", "/api/v1/health"): EVERYONE,
@@ -106,6 +114,11 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("GET", "/cd-register/<drug>"): EVERYONE,
     ("GET", "/orders/<int:order_id>/give"): CLINICAL,
     ("POST", "/orders/<int:order_id>/give"): CLINICAL,
+    # FHIR R4 (read-only; everyone reads, the inspector every unit; consent scopes narrow)
+    ("GET", "/fhir/R4/metadata"): EVERYONE,
+    ("GET", "/fhir/R4/<name>"): EVERYONE,
+    ("GET", "/fhir/R4/<name>/<ident>"): EVERYONE,
+    ("GET", "/fhir/R4/Patient/<ident>/$everything"): EVERYONE,
     # the inspection report and the audit log
     ("GET", "/api/v1/audit/events"): AUDITORS,
     ("GET", "/api/v1/audit/report"): AUDITORS,
@@ -210,7 +223,8 @@ class Scene:
             admission_id = self.admission()
         elif rule.endswith("/harm-reduction"):
             admission_id = self.admission(self_discharged=True)
-        values = {"admission_id": admission_id, "code": "ciwa-ar", "scale": "ciwa-ar", "drug": "diazepam"}
+        values = {"admission_id": admission_id, "code": "ciwa-ar", "scale": "ciwa-ar", "drug": "diazepam",
+                  "name": "Patient"}
         if "<int:proposal_id>" in rule:
             values["proposal_id"] = self.proposal()
 
@@ -309,6 +323,9 @@ def test_without_a_session_the_api_says_401_and_pages_redirect_to_sign_in(app, s
         response = send()
         if rule.startswith("/api/"):
             assert_problem(response, 401, "unauthorized")
+        elif rule.startswith("/fhir/"):
+            assert response.status_code == 401, (method, rule, response.status_code)
+            assert response.get_json()["resourceType"] == "OperationOutcome", (method, rule)
         else:
             assert response.status_code == 302, (method, rule, response.status_code)
             assert response.headers["Location"].startswith("/login"), (method, rule)
