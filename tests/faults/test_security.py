@@ -33,7 +33,8 @@ FIXED_ORDER = {"kind": "fixed", "drug": "chlordiazepoxide", "start_dose_mg": 20,
 
 
 def _records(server, unit: str) -> dict:
-    """An admission, observation, order, escalation, schedule and rota shift on ``unit``."""
+    """An admission, observation, order, escalation, schedule, rota shift and protocol
+    proposal on ``unit``."""
     prefix = unit[-1].lower()
     nurse = server.session(f"{prefix}-nurse1")
     prescriber = server.session(f"{prefix}-doctor" if unit == UNIT_A else f"{prefix}-gp")
@@ -50,12 +51,19 @@ def _records(server, unit: str) -> dict:
         "duty": "visiting_gp", "contact": "Out-of-hours GP service", "starts_at": start.isoformat(),
         "ends_at": (start + timedelta(hours=12)).isoformat()}, timeout=REQUEST_TIMEOUT)
     assert shift.status_code == 201, shift.text[:500]
+<<<<<<< HEAD
     consent = server.post(nurse, f"/api/v1/residents/{admission['resident']['id']}/consents",
                           {"recipient": "gp", "decision": "given"})
     assert consent.status_code == 201, consent.text[:500]
     return {"admission_id": admission["id"], "observation_id": observation["id"],
             "resident_id": admission["resident"]["id"], "consent_id": consent.json()["id"],
             "name": "Patient", "ident": admission["resident"]["id"],
+=======
+    proposal = server.post(manager, "/api/v1/unit/protocol", {
+        "section": "monitoring", "values": {"not_done_retry_minutes": 20}, "reason": "Local protocol"})
+    assert proposal.status_code == 202, proposal.text[:500]
+    return {"proposal_id": proposal.json()["proposal"]["id"], "admission_id": admission["id"], "observation_id": observation["id"],
+>>>>>>> protocol
             "order_id": order.json()["id"], "escalation_id": observation["escalation"]["id"],
             "schedule_id": schedules[0]["id"], "shift_id": shift.json()["id"],
             "drug": "chlordiazepoxide", "scale": "ciwa-ar", "code": "ciwa-ar", "filename": "app.css"}

@@ -12,7 +12,7 @@ from config.extensions import db
 from monitoring.models import Observation
 from tests.monitoring.helpers import CSRF, IDEMPOTENCY, ciwa, key, record
 from tests.unit.helpers import assert_problem
-from tests.unit.test_migrations import empty_database, keep_logging  # noqa: F401 (fixtures)
+from tests.config.test_migrations import empty_database, keep_logging  # noqa: F401 (fixtures)
 from unit.models import Staff
 
 
