@@ -51,19 +51,15 @@ def _records(server, unit: str) -> dict:
         "duty": "visiting_gp", "contact": "Out-of-hours GP service", "starts_at": start.isoformat(),
         "ends_at": (start + timedelta(hours=12)).isoformat()}, timeout=REQUEST_TIMEOUT)
     assert shift.status_code == 201, shift.text[:500]
-<<<<<<< HEAD
-    consent = server.post(nurse, f"/api/v1/residents/{admission['resident']['id']}/consents",
-                          {"recipient": "gp", "decision": "given"})
-    assert consent.status_code == 201, consent.text[:500]
-    return {"admission_id": admission["id"], "observation_id": observation["id"],
-            "resident_id": admission["resident"]["id"], "consent_id": consent.json()["id"],
-            "name": "Patient", "ident": admission["resident"]["id"],
-=======
     proposal = server.post(manager, "/api/v1/unit/protocol", {
         "section": "monitoring", "values": {"not_done_retry_minutes": 20}, "reason": "Local protocol"})
     assert proposal.status_code == 202, proposal.text[:500]
+    consent = server.post(nurse, f"/api/v1/residents/{admission['resident']['id']}/consents",
+                          {"recipient": "gp", "decision": "given"})
+    assert consent.status_code == 201, consent.text[:500]
     return {"proposal_id": proposal.json()["proposal"]["id"], "admission_id": admission["id"], "observation_id": observation["id"],
->>>>>>> protocol
+            "resident_id": admission["resident"]["id"], "consent_id": consent.json()["id"],
+            "name": "Patient", "ident": admission["resident"]["id"],
             "order_id": order.json()["id"], "escalation_id": observation["escalation"]["id"],
             "schedule_id": schedules[0]["id"], "shift_id": shift.json()["id"],
             "drug": "chlordiazepoxide", "scale": "ciwa-ar", "code": "ciwa-ar", "filename": "app.css"}
