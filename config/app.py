@@ -31,6 +31,7 @@ def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
     register_database(app)
     register_extensions(app)
     register_blueprints(app)
+    register_stay(app)
     register_security(app)
     register_hooks(app)
     register_cli(app)
@@ -197,6 +198,23 @@ def register_blueprints(app: Flask) -> None:
         view = app.view_functions[endpoint]
         app.view_functions[endpoint] = roles_required(ALL_ROLES)(functools.wraps(view)(
             lambda *a, _view=view, **kw: _view(*a, **kw)))
+
+
+def register_stay(app: Flask) -> None:
+    """The rest of the stay (beds and the waiting list, incidents, screens, leave, handover,
+    discharge): their API and page blueprints, and what each package contributes to another
+    package's registry (board, handover, discharge summary)."""
+    from unit import beds, beds_views
+    from unit import services as unit
+    from unit.pages import board_extensions
+
+    for blueprint in (beds_views.blp,):
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)
+    for blueprint in (beds_views.pages,):
+        app.register_blueprint(blueprint)
+    _add_once(unit.discharged_hooks, beds.release_bed)
+    _add_once(board_extensions, beds_views.BEDS_BOARD)
 
 
 def register_security(app: Flask) -> None:
