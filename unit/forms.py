@@ -68,3 +68,23 @@ def number(name: str):
         return float(value) if "." in value else int(value)
     except ValueError:
         return value
+
+
+def local_time(name: str) -> str | None:
+    """A ``datetime-local`` field (the unit's wall-clock time, no zone) as an ISO timestamp in
+    UTC for the schema; None when empty; text that is no time is passed on for the schema to
+    name."""
+    from datetime import datetime, timezone
+
+    from config.clock import unit_zone
+
+    value = (request.form.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        naive = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if naive.tzinfo is not None:
+        return value
+    return naive.replace(tzinfo=unit_zone()).astimezone(timezone.utc).isoformat()
