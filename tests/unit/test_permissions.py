@@ -137,6 +137,11 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("POST", "/incidents/<int:incident_id>/review"): MANAGER,
     ("POST", "/incidents/<int:incident_id>/notification"): MANAGER,
     ("POST", "/incidents/<int:incident_id>/links"): CLINICAL,
+    # drug and breath screens
+    ("POST", "/api/v1/admissions/<int:admission_id>/screens"): CLINICAL,
+    ("GET", "/api/v1/admissions/<int:admission_id>/screens"): EVERYONE,
+    ("GET", "/api/v1/screens/<int:screen_id>"): EVERYONE,
+    ("POST", "/admissions/<int:admission_id>/screens"): CLINICAL,
     # the inspection report and the audit log
     ("GET", "/api/v1/audit/events"): AUDITORS,
     ("GET", "/api/v1/audit/report"): AUDITORS,
