@@ -204,18 +204,21 @@ def register_stay(app: Flask) -> None:
     """The rest of the stay (beds and the waiting list, incidents, screens, leave, handover,
     discharge): their API and page blueprints, and what each package contributes to another
     package's registry (board, handover, discharge summary)."""
+    from medication import discharge_sections as medication_summary
     from medication import incident_doses, screen_expectations
+    from monitoring import discharge_sections as monitoring_summary
     from monitoring import incidents, incidents_views, screens, screens_views
-    from unit import beds, beds_views
+    from unit import beds, beds_views, discharge, discharge_views
     from unit import services as unit
     from unit.pages import board_extensions
 
-    for blueprint in (beds_views.blp, incidents_views.blp, screens_views.blp):
+    for blueprint in (beds_views.blp, incidents_views.blp, screens_views.blp, discharge_views.blp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
-    for blueprint in (beds_views.pages, incidents_views.pages, screens_views.pages):
+    for blueprint in (beds_views.pages, incidents_views.pages, screens_views.pages, discharge_views.pages):
         app.register_blueprint(blueprint)
     _add_once(unit.discharged_hooks, beds.release_bed)
+    _add_once(unit.discharged_hooks, discharge.open_summary)
     _add_once(board_extensions, beds_views.BEDS_BOARD)
     _add_once(board_extensions, incidents_views.INCIDENTS_BOARD)
     _add_once(board_extensions, screens_views.SCREENS_BOARD)
@@ -223,6 +226,12 @@ def register_stay(app: Flask) -> None:
     incidents.link_kinds.setdefault("administration", incident_doses.DOSE_LINK)
     # A screen positive for a drug given here is expected, not flagged.
     _add_once(screens.expected_sources, screen_expectations.expected_from_doses)
+    # The discharge summary: the detox given (medication), scores, incidents, screens
+    # (monitoring); opioids given here mean naloxone at discharge.
+    _add_once(board_extensions, discharge_views.DISCHARGE_BOARD)
+    for section in (*medication_summary.SECTIONS, *monitoring_summary.SECTIONS):
+        _add_once(discharge.summary_sections, section)
+    _add_once(discharge.naloxone_reasons, medication_summary.opioids_given)
 
 
 def register_security(app: Flask) -> None:

@@ -142,6 +142,17 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("GET", "/api/v1/admissions/<int:admission_id>/screens"): EVERYONE,
     ("GET", "/api/v1/screens/<int:screen_id>"): EVERYONE,
     ("POST", "/admissions/<int:admission_id>/screens"): CLINICAL,
+    # the discharge summary, its letter and the follow-ups
+    ("GET", "/api/v1/admissions/<int:admission_id>/discharge-summary"): EVERYONE,
+    ("POST", "/api/v1/admissions/<int:admission_id>/discharge-summary"): CLINICAL,
+    ("POST", "/api/v1/admissions/<int:admission_id>/discharge-summary/finalise"): CLINICAL,
+    ("GET", "/api/v1/admissions/<int:admission_id>/discharge-summary/letter"): EVERYONE,
+    ("GET", "/api/v1/follow-ups"): EVERYONE,
+    ("POST", "/api/v1/follow-ups/<int:task_id>/done"): CLINICAL,
+    ("GET", "/admissions/<int:admission_id>/discharge-summary"): EVERYONE,
+    ("POST", "/admissions/<int:admission_id>/discharge-summary"): CLINICAL,
+    ("POST", "/admissions/<int:admission_id>/discharge-summary/finalise"): CLINICAL,
+    ("POST", "/follow-ups/<int:task_id>/done"): CLINICAL,
     # the inspection report and the audit log
     ("GET", "/api/v1/audit/events"): AUDITORS,
     ("GET", "/api/v1/audit/report"): AUDITORS,
