@@ -205,17 +205,21 @@ def register_stay(app: Flask) -> None:
     discharge): their API and page blueprints, and what each package contributes to another
     package's registry (board, handover, discharge summary)."""
     from medication import discharge_sections as medication_summary
+    from medication import handover_facts as medication_handover
     from medication import incident_doses, screen_expectations
     from monitoring import discharge_sections as monitoring_summary
+    from monitoring import handover_facts as monitoring_handover
     from monitoring import incidents, incidents_views, screens, screens_views
-    from unit import beds, beds_views, discharge, discharge_views
+    from unit import beds, beds_views, discharge, discharge_views, handover, handover_views
     from unit import services as unit
     from unit.pages import board_extensions
 
-    for blueprint in (beds_views.blp, incidents_views.blp, screens_views.blp, discharge_views.blp):
+    for blueprint in (beds_views.blp, incidents_views.blp, screens_views.blp, discharge_views.blp,
+                      handover_views.blp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
-    for blueprint in (beds_views.pages, incidents_views.pages, screens_views.pages, discharge_views.pages):
+    for blueprint in (beds_views.pages, incidents_views.pages, screens_views.pages, discharge_views.pages,
+                      handover_views.pages):
         app.register_blueprint(blueprint)
     _add_once(unit.discharged_hooks, beds.release_bed)
     _add_once(unit.discharged_hooks, discharge.open_summary)
@@ -232,6 +236,10 @@ def register_stay(app: Flask) -> None:
     for section in (*medication_summary.SECTIONS, *monitoring_summary.SECTIONS):
         _add_once(discharge.summary_sections, section)
     _add_once(discharge.naloxone_reasons, medication_summary.opioids_given)
+    # The handover: the shift's facts from monitoring and medication; the rota's nurse in charge.
+    for source in (*monitoring_handover.SOURCES, *medication_handover.SOURCES):
+        _add_once(handover.handover_sources, source)
+    _add_once(handover.nurse_in_charge_finders, monitoring_handover.nurses_in_charge)
 
 
 def register_security(app: Flask) -> None:

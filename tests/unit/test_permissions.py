@@ -18,6 +18,7 @@ CLINICAL = frozenset({"nurse", "doctor", "gp", "manager"})
 MANAGER = frozenset({"manager"})
 PRESCRIBERS = frozenset({"doctor", "gp"})
 AUDITORS = frozenset({"manager", "inspector"})
+NURSES = frozenset({"nurse", "manager"})
 PUBLIC = "public"  # reachable without signing in (sign-in itself)
 
 # (method, rule) -> who may call it. The inspector reads, and writes nothing.
@@ -153,6 +154,23 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("POST", "/admissions/<int:admission_id>/discharge-summary"): CLINICAL,
     ("POST", "/admissions/<int:admission_id>/discharge-summary/finalise"): CLINICAL,
     ("POST", "/follow-ups/<int:task_id>/done"): CLINICAL,
+    # the shift handover
+    ("POST", "/api/v1/handovers"): CLINICAL,
+    ("GET", "/api/v1/handovers"): EVERYONE,
+    ("GET", "/api/v1/handovers/<int:handover_id>"): EVERYONE,
+    ("POST", "/api/v1/handovers/<int:handover_id>/entries/<int:entry_id>"): CLINICAL,
+    ("GET", "/api/v1/handovers/<int:handover_id>/entries/<int:entry_id>/revisions"): EVERYONE,
+    ("POST", "/api/v1/handovers/<int:handover_id>/refresh"): CLINICAL,
+    ("POST", "/api/v1/handovers/<int:handover_id>/sign"): NURSES,
+    ("POST", "/api/v1/handovers/<int:handover_id>/acknowledge"): NURSES,
+    ("GET", "/handovers"): EVERYONE,
+    ("POST", "/handovers/new"): CLINICAL,
+    ("GET", "/handovers/<int:handover_id>"): EVERYONE,
+    ("GET", "/handovers/<int:handover_id>/print"): EVERYONE,
+    ("POST", "/handovers/<int:handover_id>/entries/<int:entry_id>"): CLINICAL,
+    ("POST", "/handovers/<int:handover_id>/refresh"): CLINICAL,
+    ("POST", "/handovers/<int:handover_id>/sign"): NURSES,
+    ("POST", "/handovers/<int:handover_id>/acknowledge"): NURSES,
     # the inspection report and the audit log
     ("GET", "/api/v1/audit/events"): AUDITORS,
     ("GET", "/api/v1/audit/report"): AUDITORS,
