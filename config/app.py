@@ -209,20 +209,22 @@ def register_stay(app: Flask) -> None:
     from medication import incident_doses, screen_expectations
     from monitoring import discharge_sections as monitoring_summary
     from monitoring import handover_facts as monitoring_handover
-    from monitoring import incidents, incidents_views, screens, screens_views
+    from monitoring import incidents, incidents_views, leave, leave_views, screens, screens_views
     from unit import beds, beds_views, discharge, discharge_views, handover, handover_views
     from unit import services as unit
     from unit.pages import board_extensions
 
     for blueprint in (beds_views.blp, incidents_views.blp, screens_views.blp, discharge_views.blp,
-                      handover_views.blp):
+                      handover_views.blp, leave_views.blp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
     for blueprint in (beds_views.pages, incidents_views.pages, screens_views.pages, discharge_views.pages,
-                      handover_views.pages):
+                      handover_views.pages, leave_views.pages):
         app.register_blueprint(blueprint)
     _add_once(unit.discharged_hooks, beds.release_bed)
     _add_once(unit.discharged_hooks, discharge.open_summary)
+    _add_once(unit.discharged_hooks, leave.end_at_discharge)
+    _add_once(board_extensions, leave_views.LEAVE_BOARD)
     _add_once(board_extensions, beds_views.BEDS_BOARD)
     _add_once(board_extensions, incidents_views.INCIDENTS_BOARD)
     _add_once(board_extensions, screens_views.SCREENS_BOARD)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from config.clock import local
 from config.extensions import db
-from monitoring import incidents, screens
+from monitoring import incidents, leave, screens
 from monitoring.models import Observation
 from monitoring.scales import SCALES
 from unit.discharge import SummarySection
@@ -57,6 +57,21 @@ def screens_section(admission: Admission) -> dict[str, Any] | None:
     return {"lines": [screens.summary(screen) for screen in rows]}
 
 
+def leave_section(admission: Admission) -> dict[str, Any] | None:
+    """The stay's leave, oldest first, with the breath reading on each return."""
+    episodes = list(reversed(leave.leave_of(admission.id)))
+    if not episodes:
+        return None
+    lines = []
+    for e in episodes:
+        back = f"back {local(e.returned_at):%d %b %H:%M}" if e.returned_at else "did not return before discharge"
+        reading = leave.breath_after(e)
+        lines.append(f"{leave.LEAVE_KINDS[e.kind]} {local(e.started_at):%d %b %H:%M}, {back}: {e.reason}"
+                     + (f" (breath alcohol on return {reading.mg_per_l:.2f} mg/L)" if reading else "") + ".")
+    return {"lines": lines}
+
+
 SECTIONS = (SummarySection("scores", "Withdrawal and vital-sign scores", 30, scores_section),
             SummarySection("incidents", "Incidents", 40, incidents_section),
-            SummarySection("screens", "Drug and breath screens", 50, screens_section))
+            SummarySection("screens", "Drug and breath screens", 50, screens_section),
+            SummarySection("leave", "Leave", 45, leave_section))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from config.clock import local
 from config.extensions import db
-from monitoring import escalations, incidents, screens
+from monitoring import escalations, incidents, leave, screens
 from monitoring.models import Escalation, MissedObservation, Observation, ObservationSchedule
 from monitoring.scales import SCALES
 from unit.handover import HandoverSource
@@ -94,6 +94,24 @@ def event_facts(unit_id: int, admission_ids: list[int], start: datetime, end: da
     return found
 
 
+def leave_facts(unit_id: int, admission_ids: list[int], start: datetime, end: datetime) -> Facts:
+    """Who is away (observations paused), who came back in the shift, and any breath-alcohol
+    reading still to take."""
+    found: Facts = defaultdict(list)
+    due = {episode.id for episode in leave.breath_due(unit_id)}
+    for admission_id in admission_ids:
+        for episode in leave.leave_of(admission_id):
+            if episode.status == "on_leave":
+                found[admission_id].append(_fact("situation", leave.leave_facts(episode, end)["text"]
+                                                 + "; observations paused."))
+            elif episode.returned_at is not None and episode.returned_at >= start:
+                found[admission_id].append(_fact("situation", leave.leave_facts(episode, end)["text"] + "."))
+            if episode.id in due:
+                found[admission_id].append(_fact("recommendation",
+                                                 "Breath-alcohol reading due since the return from leave."))
+    return found
+
+
 def nurses_in_charge(unit_id: int, at: datetime) -> set[int]:
     """Who holds the nurse-in-charge duty on the rota at ``at``."""
     return {shift.staff_id for shift in escalations.on_duty([unit_id], "nurse_in_charge", at)
@@ -102,4 +120,5 @@ def nurses_in_charge(unit_id: int, at: datetime) -> set[int]:
 
 SOURCES = (HandoverSource("escalations", escalation_facts),
            HandoverSource("observations", observation_facts),
-           HandoverSource("events", event_facts))
+           HandoverSource("events", event_facts),
+           HandoverSource("leave", leave_facts))

@@ -150,13 +150,15 @@ class ScreenInvalid(DomainError):
 
 # --- the rules -------------------------------------------------------------------------------
 
-def expected_positives(admission: Admission, sample_at: datetime, kind: str) -> dict[str, str]:
+def expected_positives(admission: Admission, sample_at: datetime, kind: str,
+                       reason: str = "routine") -> dict[str, str]:
     """The substances a positive on this sample would be explained by, and why: what the
     resident declared at admission (within its detection window), and what they are
-    prescribed here (medication's sources)."""
+    prescribed here (medication's sources). On the return from leave, use before the
+    admission explains nothing: what shows was taken on leave."""
     explained: dict[str, str] = {}
     since_admission = sample_at - admission.admitted_at
-    for declared in admission.substances:
+    for declared in (admission.substances if reason != "return_from_leave" else ()):
         for substance in DECLARED_SHOWS.get(declared, ()):
             if kind == "breath":
                 window = timedelta(hours=BREATH_DECLARED_HOURS) if substance == "alcohol" else None
@@ -221,7 +223,7 @@ def record_screen(actor: Staff, admission_id: int, *, kind: str, sample_at: date
     taken_by = _taken_by(actor, taken_by_id)
     if kind == "breath":
         results = {"alcohol": "positive" if mg_per_l > BREATH_POSITIVE_ABOVE else "negative"}
-    explained = expected_positives(admission, sample_at, kind)
+    explained = expected_positives(admission, sample_at, kind, reason)
     screen = Screen(unit_id=admission.unit_id, admission_id=admission.id, kind=kind, reason=reason,
                     sample_at=sample_at, taken_by_id=taken_by.id, mg_per_l=mg_per_l, note=note,
                     recorded_at=now, recorded_by_id=actor.id)

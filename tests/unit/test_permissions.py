@@ -171,6 +171,15 @@ PERMISSIONS: dict[tuple[str, str], frozenset | str] = {
     ("POST", "/handovers/<int:handover_id>/refresh"): CLINICAL,
     ("POST", "/handovers/<int:handover_id>/sign"): NURSES,
     ("POST", "/handovers/<int:handover_id>/acknowledge"): NURSES,
+    # leave
+    ("POST", "/api/v1/admissions/<int:admission_id>/leave"): CLINICAL,
+    ("GET", "/api/v1/admissions/<int:admission_id>/leave"): EVERYONE,
+    ("GET", "/api/v1/leave/<int:leave_id>"): EVERYONE,
+    ("POST", "/api/v1/leave/<int:leave_id>/return"): CLINICAL,
+    ("POST", "/api/v1/leave/<int:leave_id>/extend"): CLINICAL,
+    ("POST", "/admissions/<int:admission_id>/leave"): CLINICAL,
+    ("POST", "/leave/<int:leave_id>/return"): CLINICAL,
+    ("POST", "/leave/<int:leave_id>/extend"): CLINICAL,
     # the inspection report and the audit log
     ("GET", "/api/v1/audit/events"): AUDITORS,
     ("GET", "/api/v1/audit/report"): AUDITORS,
