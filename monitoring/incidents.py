@@ -436,3 +436,33 @@ def incidents_section(unit, start: datetime, end: datetime, now: datetime) -> di
              "occurred_at": i.occurred_at.isoformat(), "reasons": i.notification_reasons}
             for i in rows if i.notification_due],
     }
+
+
+def incident_tables(section: dict) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The incidents section as the report's CSV and PDF tables."""
+    return {
+        "incidents": (["measure", "value"],
+                      [["total", section["total"]], ["reviewed", section["reviewed"]],
+                       ["awaiting_review", section["awaiting_review"]],
+                       ["review_hours_median", section["review_hours_median"]],
+                       ["review_hours_p90", section["review_hours_p90"]],
+                       ["review_hours_max", section["review_hours_max"]],
+                       ["longest_awaiting_review_hours", section["longest_awaiting_review_hours"]],
+                       ["notifications_required", section["notifications_required"]],
+                       ["notifications_made", section["notifications_made"]]]
+                      + [[f"type: {k}", v] for k, v in section["by_type"].items()]
+                      + [[f"severity: {k}", v] for k, v in section["by_severity"].items()]),
+        "incidents_by_type_and_severity": (["type", "severity", "count"],
+                                           [[r["type"], r["severity"], r["count"]]
+                                            for r in section["by_type_and_severity"]]),
+        "notifications_outstanding": (["incident_id", "type", "severity", "occurred_at", "reasons"],
+                                      [[o["incident_id"], o["type"], o["severity"], o["occurred_at"],
+                                        "; ".join(o["reasons"])] for o in section["notifications_outstanding"]]),
+    }
+
+
+def incident_alerts(section: dict) -> list[str]:
+    """What the report page shows first: notifications the regulator has not had."""
+    outstanding = section["notifications_outstanding"]
+    return ([f"{len(outstanding)} incident(s) the regulator must be told of have no notification recorded."]
+            if outstanding else [])

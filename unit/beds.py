@@ -621,3 +621,10 @@ def census_section(unit, start: datetime, end: datetime, zone: ZoneInfo, now: da
 def expected_discharge(admission_id: int) -> ExpectedDischarge | None:
     """The date the resident is expected to leave, if one is set."""
     return db.session.get(ExpectedDischarge, admission_id)
+
+
+def census_tables(section: dict) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The census section as the report's CSV and PDF tables: a row per day."""
+    return {"census_by_day": (["date", "census", "beds", "occupancy", "admitted", "discharged", "complete"],
+                              [[d["date"], d["census"], d["beds"], d["occupancy"], d["admitted"],
+                                d["discharged"], d["complete"]] for d in section["days"]])}

@@ -13,7 +13,7 @@ from config.idempotency import idempotent
 from unit import beds
 from unit.auth import ALL_ROLES, CLINICAL_STAFF, MANAGERS, current_staff, roles_required
 from unit.competence import SETTING_LABELS
-from unit.fields import Text
+from unit.fields import Day, Text
 from unit.forms import form_write, new_key, number, text
 from unit.models import SUBSTANCES
 from unit.pages import BoardExtension
@@ -43,7 +43,7 @@ class ContactIn(Schema):
 class PlannedAdmissionIn(ReferralIn):
     """A referral accepted onto the waiting list: the referral, its planned date and stay."""
 
-    planned_date = fields.Date(required=True)
+    planned_date = Day(required=True)
     planned_stay_days = StrictInt(load_default=7, validate=validate.Range(1, beds.MAX_STAY_DAYS))
     bed_id = StrictId(load_default=None, allow_none=True)
     referrer = fields.Nested(ContactIn, load_default=None, allow_none=True)
@@ -75,7 +75,7 @@ class BedAssignIn(Schema):
 
 
 class ExpectedDischargeIn(Schema):
-    expected_on = fields.Date(required=True)
+    expected_on = Day(required=True)
     reason = Text(2000, 3, required=True)
 
 
@@ -84,12 +84,12 @@ class WaitingQuery(Schema):
 
 
 class CensusQuery(Schema):
-    day = fields.Date(data_key="date", load_default=None)
+    day = Day(data_key="date", load_default=None)
 
 
 class DailyQuery(Schema):
-    start = fields.Date(data_key="from", load_default=None)
-    end = fields.Date(data_key="to", load_default=None, metadata={"description": "Inclusive"})
+    start = Day(data_key="from", load_default=None)
+    end = Day(data_key="to", load_default=None, metadata={"description": "Inclusive"})
 
 
 class BedSchema(Schema):

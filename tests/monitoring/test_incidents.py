@@ -244,6 +244,12 @@ def test_the_report_counts_incidents_by_type_and_severity_and_time_to_review(app
     assert (figures["reviewed"], figures["awaiting_review"]) == (2, 2)
     assert figures["review_hours_median"] == 6.0 and figures["review_hours_max"] == 9.0
     assert figures["longest_awaiting_review_hours"] == 9.0
+    from monitoring.incidents import incident_alerts, incident_tables
+
+    tables = incident_tables(figures)
+    assert ["fall", "low", 2] in tables["incidents_by_type_and_severity"][1]
+    assert ["total", 4] in tables["incidents"][1] and tables["notifications_outstanding"][1] == []
+    assert incident_alerts(figures) == []
 
 
 # --- pages ------------------------------------------------------------------------------------

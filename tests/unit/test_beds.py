@@ -332,8 +332,21 @@ def test_a_census_figure_per_day(app, crew, clock):
         (str(start_day + timedelta(days=2)), 1, 2, 0.5, 0, 1, False),  # today: the figure now
     ]
     assert second["status"] == "active"
+    from config.extensions import db as database
+    from unit.beds import census_section, census_tables
+    from unit.models import Unit
+
+    with app.app_context():
+        unit_row = database.session.scalars(sa.select(Unit).where(Unit.code == unit.code)).one()
+        start = datetime.combine(start_day, time(0), tzinfo=ZONE).astimezone(timezone.utc)
+        section = census_section(unit_row, start, start + timedelta(days=3), ZONE, clock())
+    assert (section["max_census"], section["mean_census"], section["days_over_capacity"]) == (2, 1.33, 0)
+    assert census_tables(section)["census_by_day"][1][1][:3] == [str(start_day + timedelta(days=1)), 2, 2]
     assert "from" in assert_problem(unit.manager.get(
         f"/api/v1/census/daily?from={start_day}&to={start_day - timedelta(days=1)}"), 422)["errors"]
+    for query, field in (("to=0001-01-01", "to"), ("from=9999-12-31&to=9999-12-31", "from"),
+                         ("from=2001-01-01&to=2003-01-01", "from")):
+        assert field in assert_problem(unit.manager.get(f"/api/v1/census/daily?{query}"), 422)["errors"], query
 
 
 # --- pages ------------------------------------------------------------------------------------
