@@ -22,7 +22,7 @@ from config.db import unit_of_work
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
 from unit.audit import record_event
-from unit.errors import AdmissionDeclined, AdmissionNotFound, AlreadyAdmitted
+from unit.errors import AdmissionDeclined, AlreadyAdmitted
 from unit.models import Admission, Referral, Resident, Staff
 from unit.services import MAX_ID, active_admission, admit_resident, check_referral
 

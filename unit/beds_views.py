@@ -2,7 +2,7 @@
 service, schema out)."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -328,9 +328,7 @@ def daily(query):
     return beds.daily_census(current_staff().unit_id, start, end, zone, at)
 
 
-def _day_start(day: date, zone):
-    from datetime import datetime, time, timezone
-
+def _day_start(day: date, zone) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
 
 

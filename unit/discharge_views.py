@@ -5,7 +5,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from config.clock import now
 from config.errors import ApiBlueprint

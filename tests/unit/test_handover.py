@@ -4,7 +4,7 @@ outgoing nurse in charge, acknowledged by the incoming one; printable, ten resid
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from tests.items import ciwa
 from tests.stay_helpers import crew, flashes, page_form  # noqa: F401
