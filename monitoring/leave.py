@@ -357,8 +357,15 @@ def breath_due(unit_id: int) -> list[LeaveEpisode]:
             .options(sa.orm.joinedload(LeaveEpisode.admission))
             .order_by(LeaveEpisode.started_at, LeaveEpisode.id)):
         latest[episode.admission_id] = episode
-    return [episode for episode in latest.values()
-            if episode.status == "returned" and breath_after(episode) is None]
+    returned = [e for e in latest.values() if e.status == "returned"]
+    if not returned:
+        return []
+    # One query for every returned resident's breath readings (the board asks every 30 s).
+    readings = db.session.execute(select(screens.Screen.admission_id, screens.Screen.sample_at).where(
+        screens.Screen.admission_id.in_([e.admission_id for e in returned]), screens.Screen.kind == "breath",
+        screens.Screen.sample_at >= min(e.returned_at for e in returned))).all()
+    return [e for e in returned
+            if not any(a == e.admission_id and at >= e.returned_at for a, at in readings)]
 
 
 def breath_after(episode: LeaveEpisode):
