@@ -32,6 +32,7 @@ def create_app(config: type[BaseConfig] | None = None, **overrides) -> Flask:
     register_database(app)
     register_extensions(app)
     register_blueprints(app)
+    register_stay(app)
     register_security(app)
     register_hooks(app)
     register_report_sections(app)
@@ -198,6 +199,50 @@ def register_blueprints(app: Flask) -> None:
         view = app.view_functions[endpoint]
         app.view_functions[endpoint] = roles_required(ALL_ROLES)(functools.wraps(view)(
             lambda *a, _view=view, **kw: _view(*a, **kw)))
+
+
+def register_stay(app: Flask) -> None:
+    """The rest of the stay (beds and the waiting list, incidents, screens, leave, handover,
+    discharge): their API and page blueprints, and what each package contributes to another
+    package's registry (board, handover, discharge summary)."""
+    from medication import discharge_sections as medication_summary
+    from medication import handover_facts as medication_handover
+    from medication import incident_doses, screen_expectations
+    from monitoring import discharge_sections as monitoring_summary
+    from monitoring import handover_facts as monitoring_handover
+    from monitoring import incidents, incidents_views, leave, leave_views, screens, screens_views
+    from unit import beds, beds_views, discharge, discharge_views, handover, handover_views
+    from unit import services as unit
+    from unit.pages import board_extensions
+
+    for blueprint in (beds_views.blp, incidents_views.blp, screens_views.blp, discharge_views.blp,
+                      handover_views.blp, leave_views.blp):
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)
+    for blueprint in (beds_views.pages, incidents_views.pages, screens_views.pages, discharge_views.pages,
+                      handover_views.pages, leave_views.pages):
+        app.register_blueprint(blueprint)
+    _add_once(unit.discharged_hooks, beds.release_bed)
+    _add_once(unit.discharged_hooks, discharge.open_summary)
+    _add_once(unit.discharged_hooks, leave.end_at_discharge)
+    _add_once(board_extensions, leave_views.LEAVE_BOARD)
+    _add_once(board_extensions, beds_views.BEDS_BOARD)
+    _add_once(board_extensions, incidents_views.INCIDENTS_BOARD)
+    _add_once(board_extensions, screens_views.SCREENS_BOARD)
+    # An incident may concern a dose: medication adds the link kind.
+    incidents.link_kinds.setdefault("administration", incident_doses.DOSE_LINK)
+    # A screen positive for a drug given here is expected, not flagged.
+    _add_once(screens.expected_sources, screen_expectations.expected_from_doses)
+    # The discharge summary: the detox given (medication), scores, incidents, screens
+    # (monitoring); opioids given here mean naloxone at discharge.
+    _add_once(board_extensions, discharge_views.DISCHARGE_BOARD)
+    for section in (*medication_summary.SECTIONS, *monitoring_summary.SECTIONS):
+        _add_once(discharge.summary_sections, section)
+    _add_once(discharge.naloxone_reasons, medication_summary.opioids_given)
+    # The handover: the shift's facts from monitoring and medication; the rota's nurse in charge.
+    for source in (*monitoring_handover.SOURCES, *medication_handover.SOURCES):
+        _add_once(handover.handover_sources, source)
+    _add_once(handover.nurse_in_charge_finders, monitoring_handover.nurses_in_charge)
 
 
 def register_security(app: Flask) -> None:

@@ -108,7 +108,7 @@ def _run_locked(job: Job, at: datetime) -> bool:
 
 
 # The jobs that find and send alerts: if any of them stops succeeding, nobody is being told.
-WATCHED_JOBS = ("due_sweep", "re_escalate", "deliver_notifications")
+WATCHED_JOBS = ("due_sweep", "re_escalate", "deliver_notifications", "leave_overdue")
 
 
 def heartbeat_status(now: datetime) -> dict:

@@ -106,7 +106,7 @@ def test_health_is_degraded_when_the_sweep_is_stale_and_ok_after_a_run(app, ward
     body = health(nurse)
     assert body["status"] == "degraded" and body["scheduler"]["stale"] is True
     run_job(app, due_sweep())
-    assert health(nurse)["scheduler"]["stale_jobs"] == ["re_escalate", "deliver_notifications"]
+    assert health(nurse)["scheduler"]["stale_jobs"] == ["re_escalate", "deliver_notifications", "leave_overdue"]
     alerting_jobs(app)
     assert health(nurse)["status"] == "ok"
 

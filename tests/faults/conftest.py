@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -379,3 +380,35 @@ def make_app(database: FaultDatabase, **overrides):
 
     return create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=database.url, SECRET_KEY=SECRET,
                       SESSION_COOKIE_SECURE=False, **overrides)
+
+
+def stay_records(server, unit: str, nurse, manager, admission_id: int) -> dict:
+    """A bed, a waiting-list entry, an incident, a screen, a handover and its entry, a leave,
+    and a follow-up task after a signed-off discharge summary, on ``unit``."""
+    def made(response, status: int = 201) -> dict:
+        assert response.status_code == status, response.text[:500]
+        return response.json()
+
+    bed = made(server.post(manager, "/api/v1/beds", {"name": f"Room {unit}"}))
+    planned = made(server.post(nurse, "/api/v1/waiting-list", {
+        **referral(name=f"Waiting {unit}"), "planned_date": (date.today() + timedelta(days=2)).isoformat()}))
+    incident = made(server.post(nurse, "/api/v1/incidents", {
+        "type": "fall", "severity": "low", "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "admission_id": admission_id, "description": "Slipped", "action_taken": "Checked"}))
+    screen = made(server.post(nurse, f"/api/v1/admissions/{admission_id}/screens",
+                              {"kind": "urine", "results": {"cocaine": "negative"}}))
+    handover = made(server.post(nurse, "/api/v1/handovers", {}))
+    away = server.admit(nurse, f"On Leave {unit}")
+    leave = made(server.post(nurse, f"/api/v1/admissions/{away['id']}/leave", {
+        "kind": "planned", "reason": "Home visit",
+        "expected_return_at": (datetime.now(timezone.utc) + timedelta(hours=3)).isoformat()}))
+    gone = server.admit(nurse, f"Discharged {unit}")
+    made(server.post(nurse, f"/api/v1/admissions/{gone['id']}/discharge", {"discharge_type": "completed"}), 200)
+    made(server.post(nurse, f"/api/v1/admissions/{gone['id']}/discharge-summary", {
+        "aftercare": {"gp_follow_up": "Review in a week"}, "contacts": [{"role": "key worker", "name": "Pat"}],
+        "gp": {"name": "Dr Shah"}}), 200)
+    summary = made(server.post(nurse, f"/api/v1/admissions/{gone['id']}/discharge-summary/finalise", {}), 200)
+    return {"bed_id": bed["id"], "planned_id": planned["id"], "incident_id": incident["id"],
+            "screen_id": screen["id"], "handover_id": handover["id"],
+            "entry_id": handover["entries"][0]["id"], "leave_id": leave["id"],
+            "task_id": summary["follow_ups"][0]["id"]}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from tests.faults.conftest import REQUEST_TIMEOUT, ciwa, new_key
+from tests.faults.conftest import REQUEST_TIMEOUT, ciwa, new_key, stay_records
 
 schemathesis = pytest.importorskip("schemathesis", minversion="4.0")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
@@ -96,7 +96,8 @@ def _real_ids(server) -> dict:
     return {"admission_id": admission["id"], "observation_id": observation["id"],
             "order_id": order.json()["id"], "escalation_id": observation["escalation"]["id"],
             "schedule_id": schedules[0]["id"], "shift_id": 1, "drug": "chlordiazepoxide",
-            "code": "ciwa-ar"}
+            "code": "ciwa-ar",
+            **stay_records(server, "FA", nurse, server.session("a-manager"), admission["id"])}
 
 
 def _fuzz_operation(operation, client: requests.Session, base: str, ids: dict, run: Run,

@@ -20,6 +20,7 @@ from tests.faults.conftest import (
     ciwa,
     make_app,
     new_key,
+    stay_records,
 )
 
 pytestmark = pytest.mark.faults
@@ -62,7 +63,8 @@ def _records(server, unit: str) -> dict:
             "name": "Patient", "ident": admission["resident"]["id"],
             "order_id": order.json()["id"], "escalation_id": observation["escalation"]["id"],
             "schedule_id": schedules[0]["id"], "shift_id": shift.json()["id"],
-            "drug": "chlordiazepoxide", "scale": "ciwa-ar", "code": "ciwa-ar", "filename": "app.css"}
+            "drug": "chlordiazepoxide", "scale": "ciwa-ar", "code": "ciwa-ar", "filename": "app.css",
+            **stay_records(server, unit, nurse, manager, admission["id"])}
 
 
 @pytest.fixture(scope="module")

@@ -89,7 +89,8 @@ def test_the_whole_app_works_as_the_app_role(app, app_role_url, clock, make_unit
     register entry, a stock check, an escalation acknowledged, every scheduler job, the audit
     verification and anchor: all as the app's role."""
     from config.app import create_app
-    from config.scheduler import jobs, run_job
+    from config.jobs import run_job
+    from config.scheduler import jobs
     from config.settings import TestingConfig
     from tests.items import ciwa, NEWS2_ZERO
 
