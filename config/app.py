@@ -388,9 +388,11 @@ def register_report_sections(app: Flask) -> None:
     its output schema, built from them, is documented as the ``Report`` component."""
     from medication.report import REPORT_SECTIONS as medication_sections
     from monitoring.report import REPORT_SECTIONS as monitoring_sections
+    from monitoring.incidents import report_section as incidents_section
+    from unit.beds import report_section as census_section
     from unit.report import report_schema, report_sections
 
-    for section in (*monitoring_sections, *medication_sections):
+    for section in (*monitoring_sections, incidents_section(), *medication_sections, census_section()):
         _add_once(report_sections, section)
     api.spec.components.schema("Report", schema=report_schema())
 

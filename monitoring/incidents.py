@@ -466,3 +466,23 @@ def incident_alerts(section: dict) -> list[str]:
     outstanding = section["notifications_outstanding"]
     return ([f"{len(outstanding)} incident(s) the regulator must be told of have no notification recorded."]
             if outstanding else [])
+
+
+_INCIDENTS_SECTION = []
+
+
+def report_section():
+    """The report's incidents section, made once (registered in create_app)."""
+    if not _INCIDENTS_SECTION:
+        _INCIDENTS_SECTION.append(_make_report_section())
+    return _INCIDENTS_SECTION[0]
+
+
+def _make_report_section():
+    from unit.report import ReportSection
+
+    return ReportSection(
+        "incidents", lambda p: incidents_section(p.unit, p.start, p.end, p.now), incident_tables,
+        titles={"incidents_by_type_and_severity": "Incidents by type and severity",
+                "notifications_outstanding": "Incidents the regulator has not been told of"},
+        alerts=incident_alerts)

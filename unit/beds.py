@@ -628,3 +628,18 @@ def census_tables(section: dict) -> dict[str, tuple[list[str], list[list[Any]]]]
     return {"census_by_day": (["date", "census", "beds", "occupancy", "admitted", "discharged", "complete"],
                               [[d["date"], d["census"], d["beds"], d["occupancy"], d["admitted"],
                                 d["discharged"], d["complete"]] for d in section["days"]])}
+
+
+
+_CENSUS_SECTION = []
+
+
+def report_section():
+    """The report's census section, a figure per day; made once (registered in create_app)."""
+    if not _CENSUS_SECTION:
+        from unit.report import ReportSection
+
+        _CENSUS_SECTION.append(ReportSection(
+            "census", lambda p: census_section(p.unit, p.start, p.end, p.zone, p.now), census_tables,
+            titles={"census_by_day": "Census per day (midnight)"}))
+    return _CENSUS_SECTION[0]

@@ -15,7 +15,8 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 TABLES = {"model_history", "admissions", "treatment_episodes", "declined_referrals", "high_risk_admissions", "observations_by_scale",
           "observations_by_resident", "observations_by_shift", "worst_late_observations", "escalations",
           "escalation_breaches", "doses", "prn_per_resident", "safety_refusals", "uncountersigned_phone_orders",
-          "cd_register", "protocol_versions", "doctor_overrides", "re_referrals"}
+          "cd_register", "protocol_versions", "doctor_overrides", "re_referrals", "incidents",
+          "incidents_by_type_and_severity", "notifications_outstanding", "census_by_day"}
 
 
 def read_csv(text: str) -> list[list[str]]:
