@@ -162,7 +162,7 @@ def unit_staff(make_unit, make_staff, login):
     def make(model: str = "medically_monitored"):
         code = make_unit(model=model)
         clients = {role: login(make_staff(code, role))
-                   for role in ("nurse", "doctor", "gp", "manager", "inspector")}
+                   for role in ("nurse", "doctor", "gp", "manager", "inspector", "clinical_lead")}
         return code, clients
 
     return make

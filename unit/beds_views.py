@@ -42,7 +42,15 @@ class ContactIn(Schema):
 
 
 class PlannedAdmissionIn(ReferralIn):
-    """A referral accepted onto the waiting list: the referral, its planned date and stay."""
+    """A referral accepted onto the waiting list: the referral, its planned date and stay.
+
+    A doctor's override, the reasons for a re-referral's changed figures and the return
+    fields are given at admission, not at acceptance: sent here they are refused (422, unknown
+    field), never silently dropped.
+    """
+
+    class Meta:
+        exclude = ("override_reason", "change_reasons", "return_fields")
 
     planned_date = Day(required=True)
     planned_stay_days = StrictInt(load_default=7, validate=validate.Range(1, beds.MAX_STAY_DAYS))

@@ -25,6 +25,7 @@ from config.db import unit_of_work
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 from config.extensions import db
 from unit.audit import jsonable, record_event
+from unit.auth import CLINICAL_STAFF
 from unit.models import Admission, Staff
 from unit.services import MAX_ID
 
@@ -266,7 +267,7 @@ def _active_ids(unit_id: int) -> list[int]:
 
 
 def _clinical(actor: Staff, what: str) -> None:
-    if actor.role not in ("nurse", "doctor", "gp", "manager"):
+    if actor.role not in CLINICAL_STAFF:
         raise Forbidden(f"Only clinical staff may {what}.")
 
 

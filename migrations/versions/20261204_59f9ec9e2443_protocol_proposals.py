@@ -1,7 +1,7 @@
 """protocol proposals, the clinical_lead role, admission overrides and re-referrals
 
 Revision ID: 59f9ec9e2443
-Revises: 5c1e2d7a9b40
+Revises: 3a9662c5d950
 Create Date: 2026-12-04 10:00:00.000000
 
 A protocol change is proposed by a manager and in force only once a clinical lead approves it
@@ -18,7 +18,7 @@ import config.db
 
 # revision identifiers, used by Alembic.
 revision = '59f9ec9e2443'
-down_revision = '5c1e2d7a9b40'
+down_revision = '3a9662c5d950'
 branch_labels = None
 depends_on = None
 

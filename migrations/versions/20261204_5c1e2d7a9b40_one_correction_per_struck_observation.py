@@ -1,7 +1,7 @@
 """one correction per struck observation
 
 Revision ID: 5c1e2d7a9b40
-Revises: 3a9662c5d950
+Revises: f4e0cee55cc0
 Create Date: 2026-12-04 19:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '5c1e2d7a9b40'
-down_revision = '3a9662c5d950'
+down_revision = 'f4e0cee55cc0'
 branch_labels = None
 depends_on = None
 

@@ -104,6 +104,10 @@ def test_the_database_refuses_a_second_correction(app, ward):
     assert corrections_of(app, wrong["id"]) == [correction["id"]]
 
 
+# The revision just before the correction index (the schema the app ran on until then).
+BEFORE = "f4e0cee55cc0"
+
+
 @pytest.mark.filterwarnings("ignore:'get_engine' is deprecated:DeprecationWarning")
 def test_the_migration_adds_the_index_and_refuses_a_database_with_two_corrections(
         empty_database, keep_logging):  # noqa: F811 (fixtures)
@@ -122,7 +126,7 @@ def test_the_migration_adds_the_index_and_refuses_a_database_with_two_correction
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=empty_database)
     with app.app_context():
         try:
-            flask_migrate.upgrade(revision="3a9662c5d950")
+            flask_migrate.upgrade(revision=BEFORE)
             at = utcnow()
             services.create_unit("MIG", "Migrated", "medically_monitored", now=at)
             services.create_staff(unit_code="MIG", username="nurse1", role="nurse", password=PASSWORD,
@@ -149,7 +153,7 @@ def test_the_migration_adds_the_index_and_refuses_a_database_with_two_correction
             with db.engine.connect() as conn:
                 indexes = {i["name"] for i in sa.inspect(conn).get_indexes("observations")}
                 assert "uq_observations_one_correction" not in indexes
-                assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "3a9662c5d950"
+                assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == BEFORE
 
             # The clinician decides which stands; the other is unlinked (and kept).
             with db.engine.begin() as conn:
@@ -164,7 +168,7 @@ def test_the_migration_adds_the_index_and_refuses_a_database_with_two_correction
                     conn.execute(sa.update(Observation.__table__).where(Observation.id == second)
                                  .values(replaces_id=wrong["id"]))
 
-            flask_migrate.downgrade(revision="3a9662c5d950")
+            flask_migrate.downgrade(revision=BEFORE)
             with db.engine.connect() as conn:
                 indexes = {i["name"] for i in sa.inspect(conn).get_indexes("observations")}
                 assert "uq_observations_one_correction" not in indexes

@@ -392,14 +392,15 @@ def test_accept_and_admit_through_the_pages(app, crew, clock):
 def test_the_accept_page_names_the_fields_in_error_and_keeps_what_was_typed(crew, clock):
     unit = crew()
     form = page_form(unit.nurse, "/waiting-list/new", name="Jordan Carter", date_of_birth="1980-05-17",
-                     substances="alcohol", sadq="20", audit="25", planned_date="",
+                     substances="alcohol", sadq="20", audit="25", units_per_day="12", planned_date="",
                      gp_organisation="Practice without a name")
     response = unit.nurse.post("/waiting-list/new", data=form)
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "Jordan Carter" in html and html.count('class="fielderror"') == 2  # the date, the GP's name
     declined = page_form(unit.nurse, "/waiting-list/new", name="Too Severe", date_of_birth="1980-05-17",
-                         substances="alcohol", sadq="35", audit="25", planned_date=today(clock).isoformat())
+                         substances="alcohol", sadq="35", audit="25", units_per_day="12",
+                         planned_date=today(clock).isoformat())
     response = unit.nurse.post("/waiting-list/new", data=declined)
     assert response.status_code == 422
     assert any(m.startswith("Not accepted: Declined on the waiting list") for m in

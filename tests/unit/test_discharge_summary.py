@@ -36,7 +36,8 @@ def discharged(unit, clock, substances=("alcohol",), **kw) -> dict:
                      "nhs_number": "943 476 5919"},
         "substances": list(substances),
         "assessment": {"sadq": 20, "audit": 25, "units_per_day": 12, "history_of_seizures": False,
-                       "history_of_delirium_tremens": False, "significant_comorbidity": False, "pregnant": False},
+                       "history_of_delirium_tremens": False, "significant_comorbidity": False, "pregnant": False,
+                       **({"current_opioids": ["heroin"]} if "opioids" in substances else {})},
         "planned_date": today(clock).isoformat(), "gp": GP, "referrer": REFERRER}).get_json()
     admission = unit.nurse.post(f"/api/v1/waiting-list/{planned['id']}/admit", json={}).get_json()
     return admission
