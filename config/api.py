@@ -180,10 +180,12 @@ class ProblemApi(Api):
 
 
 class _BodyParser(FlaskParser):
-    """webargs' parser, except that JSON nested too deeply to parse is invalid JSON (400).
+    """webargs' parser, except that JSON the standard library cannot parse is invalid JSON
+    (400) however it fails.
 
-    The standard library's decoder raises RecursionError on a body such as ``[[[[...``;
-    webargs only turns JSONDecodeError into a 400, so that body would otherwise be a 500.
+    webargs only turns JSONDecodeError into a 400. The decoder raises RecursionError on a body
+    nested too deeply (``[[[[...``), and a plain ValueError on an integer literal longer than
+    Python's int-digits limit (4,300 digits): either would otherwise be a 500.
     """
 
     def _raw_load_json(self, req):
@@ -191,6 +193,10 @@ class _BodyParser(FlaskParser):
             return super()._raw_load_json(req)
         except RecursionError:
             raise json.JSONDecodeError("JSON nested too deeply", "<body>", 0) from None
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+            raise json.JSONDecodeError("a number with too many digits", "<body>", 0) from None
 
 
 class ApiBlueprint(Blueprint):

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from flask import Flask, g, redirect, request, session, url_for
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from config.clock import now
@@ -199,8 +200,16 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_security(app: Flask) -> None:
-    """Authentication and roles on every request, CSRF for the API, security headers."""
+    """Client addresses, authentication and roles on every request, CSRF for the API,
+    security headers."""
     from unit.auth import resolve_session
+
+    # X-Forwarded-For (and -Proto) are believed only from the proxies the deployment says are
+    # in front of the app (TRUSTED_PROXIES, default none): from anyone else a client could
+    # name any address and step around the sign-in throttle's per-address bound.
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     @app.before_request
     def authenticate():
@@ -258,6 +267,11 @@ def register_security(app: Flask) -> None:
             "frame-ancestors 'none'; form-action 'self'")
         if not _is_static(request.endpoint):
             response.headers.setdefault("Cache-Control", "no-store")  # clinical data
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            # Served over HTTPS only (production): browsers never try plain HTTP again, so a
+            # network that strips TLS cannot read the session cookie or the clinical record.
+            response.headers.setdefault("Strict-Transport-Security",
+                                        f"max-age={int(app.config['HSTS_MAX_AGE'])}; includeSubDomains")
         return response
 
 

@@ -20,9 +20,16 @@ class BaseConfig:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
-    # Login throttling: this many failures for one username (or one address) in the window.
+    # Login throttling: this many failed password checks for one username in the window, or
+    # many more from one address (a unit's tablets share one address behind its NAT).
     LOGIN_MAX_FAILURES = 5
+    LOGIN_MAX_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "200"))
     LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+    # How many reverse proxies in front of the app append to X-Forwarded-For (and set
+    # X-Forwarded-Proto); 0: the header is ignored and the peer's address is the client's.
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
+    # Strict-Transport-Security, sent when cookies are HTTPS-only (production); seconds.
+    HSTS_MAX_AGE = int(os.environ.get("HSTS_MAX_AGE", str(365 * 24 * 3600)))
     PASSWORD_MIN_LENGTH = 10
 
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the server-side session

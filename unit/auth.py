@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from config.db import unit_of_work
-from config.errors import Throttled, Unauthorized
+from config.errors import RecordedRefusal, Throttled, Unauthorized
 from config.extensions import db
 from unit.models import LoginAttempt, Staff, StaffSession
 
@@ -51,53 +51,96 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _throttle_check(username: str, ip: str | None, now: datetime) -> None:
-    window_start = now - current_app.config["LOGIN_FAILURE_WINDOW"]
-    limit = current_app.config["LOGIN_MAX_FAILURES"]
+class CredentialsRefused(RecordedRefusal, Unauthorized):
+    """A password check failed: unknown username, wrong password, disabled account, or a
+    member of staff the check does not accept (another unit, a role it does not take).
 
-    def failures(*where) -> int:
-        return db.session.scalar(
-            select(func.count()).select_from(LoginAttempt)
-            .where(LoginAttempt.at >= window_start, LoginAttempt.succeeded.is_(False), *where)
-        )
+    One answer for every such failure, so that the reply does not tell which it was. A
+    ``RecordedRefusal``: the failure (a ``login_attempts`` row, and an audit event when the
+    check names a unit) is committed with the caller's unit of work.
+    """
 
-    # Per username (guessing one account) and per address (trying many accounts).
-    if failures(LoginAttempt.username == username) >= limit or (
-        ip and failures(LoginAttempt.ip == ip) >= limit * 4
-    ):
-        minutes = int(current_app.config["LOGIN_FAILURE_WINDOW"].total_seconds() // 60)
-        raise Throttled(
+
+class CredentialsThrottled(RecordedRefusal, Throttled):
+    """Too many failed password checks for this username (or from this address) lately."""
+
+
+def _failures(window_start: datetime, *where) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(LoginAttempt)
+        .where(LoginAttempt.at >= window_start, LoginAttempt.succeeded.is_(False), *where))
+
+
+def _throttle_check(username: str, address: str | None, now: datetime) -> None:
+    config = current_app.config
+    window: timedelta = config["LOGIN_FAILURE_WINDOW"]
+    window_start = now - window
+    # Per username (someone guessing one account's password) at a low bound; per address
+    # (someone trying many accounts) only at a much higher one: a unit's tablets share one
+    # address behind its NAT, and a few mistyped or made-up names there must not lock every
+    # nurse out.
+    if _failures(window_start, LoginAttempt.username == username) >= config["LOGIN_MAX_FAILURES"] or (
+            address and _failures(window_start, LoginAttempt.ip == address)
+            >= config["LOGIN_MAX_FAILURES_PER_ADDRESS"]):
+        minutes = int(window.total_seconds() // 60)
+        raise CredentialsThrottled(
             f"Too many failed sign-ins. Wait {minutes} minutes or ask a manager to reset the password.",
-            retry_after=minutes * 60,
-        )
+            retry_after=minutes * 60)
 
 
-@unit_of_work
-def _record_attempt(username: str, ip: str | None, now: datetime, succeeded: bool) -> None:
-    db.session.add(LoginAttempt(username=username, ip=ip, at=now, succeeded=succeeded))
+def check_password_throttled(username: str, password: str, *, address: str | None,
+                             now: datetime, purpose: str, unit_id: int | None = None,
+                             roles: Iterable[str] | None = None,
+                             actor: Staff | None = None) -> Staff:
+    """The active member of staff whose password this is, through the sign-in throttle.
+
+    Every password check goes through here (sign-in, a witness's signature): failures count
+    per username (and per address, at the higher bound) in ``login_attempts`` whatever the
+    purpose, so a password cannot be guessed faster through another form. Every failure gets
+    the same answer, ``CredentialsRefused`` (unknown username, wrong password, disabled
+    account, or, when ``unit_id`` / ``roles`` are given, staff of another unit or role), or
+    ``CredentialsThrottled`` once the bound is reached. With ``unit_id`` each failure is
+    also an audit event of that unit (``<purpose>.refused``, by ``actor``). Both exceptions
+    are ``RecordedRefusal``s: raise them (or another RecordedRefusal) from a unit of work
+    that has written nothing else yet, so that the failure, and only it, is committed.
+    """
+    username = username.strip().lower()
+    staff = None
+    try:
+        _throttle_check(username, address, now)
+        staff = db.session.scalars(select(Staff).where(Staff.username == username)).first()
+        dummy = _CHEAP_DUMMY_HASH if current_app.config.get("ARGON2_CHEAP", False) else _DUMMY_HASH
+        # The hash is checked even for an unknown username, so that timing does not tell.
+        valid = check_password(staff.password_hash if staff else dummy, password)
+        accepted = (staff is not None and valid and staff.active
+                    and (unit_id is None or staff.unit_id == unit_id)
+                    and (roles is None or staff.role in roles))
+        if not accepted:
+            db.session.add(LoginAttempt(username=username[:64], ip=address, at=now, succeeded=False))
+            raise CredentialsRefused("The username or password is not correct.")
+    except (CredentialsRefused, CredentialsThrottled) as refusal:
+        if unit_id is not None:
+            from unit.audit import record_event
+
+            record_event(unit_id=unit_id, actor=actor, action=f"{purpose}.refused",
+                         entity_type="staff", entity_id=staff.id if staff else None,
+                         now=now, after={"username": username[:64], "address": address,
+                                         "throttled": isinstance(refusal, CredentialsThrottled)})
+        raise
+    db.session.add(LoginAttempt(username=username[:64], ip=address, at=now, succeeded=True))
+    return staff
 
 
 def sign_in(username: str, password: str, *, ip: str | None, user_agent: str | None,
             now: datetime) -> tuple[Staff, str]:
     """Check the credentials and open a server-side session; returns the staff and the token."""
-    username = username.strip().lower()
-    try:
-        return _open_session(username, password, ip=ip, user_agent=user_agent, now=now)
-    except Unauthorized:
-        _record_attempt(username, ip, now, False)  # kept, in its own transaction
-        raise
+    return _open_session(username, password, ip=ip, user_agent=user_agent, now=now)
 
 
 @unit_of_work
 def _open_session(username: str, password: str, *, ip: str | None, user_agent: str | None,
                   now: datetime) -> tuple[Staff, str]:
-    _throttle_check(username, ip, now)
-    staff = db.session.scalars(select(Staff).where(Staff.username == username)).first()
-    dummy = _CHEAP_DUMMY_HASH if current_app.config.get("ARGON2_CHEAP", False) else _DUMMY_HASH
-    valid = check_password(staff.password_hash if staff else dummy, password)
-    if not (staff and valid and staff.active):
-        raise Unauthorized("The username or password is not correct.")
-    db.session.add(LoginAttempt(username=username, ip=ip, at=now, succeeded=True))
+    staff = check_password_throttled(username, password, address=ip, now=now, purpose="sign_in")
     token = secrets.token_urlsafe(32)
     db.session.add(StaffSession(token_hash=_token_hash(token), staff_id=staff.id, created_at=now,
                                 last_seen_at=now, ip=ip, user_agent=(user_agent or "")[:300]))

@@ -100,6 +100,41 @@ def test_invalid_json_is_a_400_problem(app, nurse):
     assert writes_between(before, row_counts(app)) == {}
 
 
+HUGE_INTEGER = "9" * 5000  # past Python's int-digits limit (4,300): json.loads raises ValueError
+
+
+@pytest.mark.parametrize("path", ["/api/v1/admissions", "/api/v1/referrals/check",
+                                  "/api/v1/scales/ciwa-ar/score", "/api/v1/auth/login"])
+def test_an_integer_literal_too_long_to_parse_is_a_400_problem(app, nurse, path):
+    before = row_counts(app)
+    for raw in ('{"sadq": %s}' % HUGE_INTEGER, '[%s]' % HUGE_INTEGER, HUGE_INTEGER,
+                '{"items": {"nausea": -%s}}' % HUGE_INTEGER):
+        response = nurse.post(path, data=raw, content_type="application/json")
+        body = assert_problem(response, 400, "bad-request")
+        assert body["errors"] == {"json": ["Invalid JSON body."]}
+    assert writes_between(before, row_counts(app)) == {}
+
+
+def test_an_integer_literal_too_long_to_parse_is_never_a_500_on_any_api_route(app, unit_staff):
+    """Every POST route of the API, each called by a role it allows, with such a body."""
+    code, clients = unit_staff()
+    seen = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or "POST" not in rule.methods:
+            continue
+        view = app.view_functions[rule.endpoint]
+        roles = getattr(view, "allowed_roles", None) or {"nurse"}
+        role = next(role for role in ("nurse", "doctor", "gp", "manager", "inspector") if role in roles)
+        path = rule.rule
+        for argument in rule.arguments:
+            path = path.replace(f"<int:{argument}>", "1").replace(f"<{argument}>", "ciwa-ar")
+        response = clients[role].post(path, data='{"x": %s}' % HUGE_INTEGER,
+                                      content_type="application/json")
+        assert response.status_code < 500, (path, response.get_data(as_text=True)[:300])
+        seen += 1
+    assert seen > 20
+
+
 def test_json_that_is_not_an_object_is_a_422(nurse):
     for raw in (b"null", b"[]", b'"text"', b"42"):
         response = nurse.post("/api/v1/admissions", data=raw, content_type="application/json")

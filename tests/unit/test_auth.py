@@ -121,15 +121,76 @@ def test_throttling_is_per_username(client, make_unit, make_staff):
     assert sign_in(client, colleague).status_code == 200
 
 
-def test_many_usernames_from_one_address_are_throttled(app, nurse_name):
-    guesser = app.test_client()
-    other = app.test_client()
+def test_failed_sign_ins_with_many_names_from_one_address_do_not_lock_out_a_real_user(app, nurse_name):
+    """A unit's tablets share one address behind its NAT: made-up names typed there (20 in a
+    few minutes) must not refuse every nurse behind it."""
+    import secrets
+
+    tablets = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
+    guesser, nurse = app.test_client(), app.test_client()
+    for _ in range(20):
+        name = f"guess-{secrets.token_hex(4)}"
+        assert_problem(sign_in(guesser, name, "wrong-password", **tablets), 401, "unauthorized")
+    assert sign_in(nurse, nurse_name, **tablets).status_code == 200
+
+
+def test_the_per_address_bound_still_applies(app, nurse_name):
+    app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] = 30
+    guesser, other = app.test_client(), app.test_client()
     address = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
-    for n in range(20):
+    for n in range(30):
         assert sign_in(guesser, f"guess{n}", "wrong-password", **address).status_code == 401
-    assert sign_in(guesser, nurse_name, **address).status_code == 429
+    response = assert_problem(sign_in(guesser, nurse_name, **address), 429, "too-many-attempts")
+    assert int(response["status"]) == 429
     # Another address is not affected.
     assert sign_in(other, nurse_name, environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code == 200
+
+
+def test_the_per_address_bound_is_200_failures_in_15_minutes_by_default(app):
+    assert app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] == 200
+    assert app.config["LOGIN_MAX_FAILURES"] == 5
+    assert app.config["TRUSTED_PROXIES"] == 0
+
+
+def _recorded_addresses(app) -> list[str]:
+    from unit.models import LoginAttempt
+
+    with app.app_context():
+        return list(db.session.scalars(sa.select(LoginAttempt.ip).order_by(LoginAttempt.id)))
+
+
+def test_x_forwarded_for_is_ignored_without_trusted_proxies(app, nurse_name):
+    """TRUSTED_PROXIES=0 (the default): a client naming other addresses in X-Forwarded-For is
+    still counted at its own address, so it cannot step around the per-address bound."""
+    app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] = 10
+    client = app.test_client()
+    peer = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
+    for n in range(10):
+        sign_in(client, f"guess{n}", "wrong-password", headers={"X-Forwarded-For": f"192.0.2.{n}"}, **peer)
+    assert set(_recorded_addresses(app)) == {"203.0.113.9"}
+    assert sign_in(client, nurse_name, headers={"X-Forwarded-For": "192.0.2.200"}, **peer).status_code == 429
+
+
+def test_x_forwarded_for_is_honoured_from_one_trusted_proxy(app, database_url, clock, nurse_name):
+    """TRUSTED_PROXIES=1: the address the proxy appended is the client's (and the throttle's);
+    what the client itself put in front of it is not believed."""
+    from config.app import create_app
+    from config.settings import TestingConfig
+
+    proxied = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_url, CLOCK=clock,
+                         TRUSTED_PROXIES=1, LOGIN_MAX_FAILURES_PER_ADDRESS=10)
+    proxy = {"environ_base": {"REMOTE_ADDR": "10.0.0.2"}}
+    client = proxied.test_client()
+    for n in range(10):
+        # A client forging its own X-Forwarded-For: the proxy appends the real address last.
+        sign_in(client, f"guess{n}", "wrong-password",
+                headers={"X-Forwarded-For": f"192.0.2.{n}, 198.51.100.7"}, **proxy)
+    assert set(_recorded_addresses(app)) == {"198.51.100.7"}
+    assert sign_in(client, nurse_name, headers={"X-Forwarded-For": "198.51.100.7"}, **proxy).status_code == 429
+    # Another client behind the same proxy is not affected.
+    assert sign_in(client, nurse_name, headers={"X-Forwarded-For": "198.51.100.8"}, **proxy).status_code == 200
+    with proxied.app_context():
+        db.engine.dispose()
 
 
 def test_failed_attempts_are_recorded(app, client, nurse_name):
@@ -332,3 +393,68 @@ def test_security_headers(login, nurse_name):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+
+def test_strict_transport_security_only_where_cookies_are_https_only(app, database_url):
+    """Production (HTTPS-only cookies) sends HSTS for a year with subdomains, its max-age set
+    by HSTS_MAX_AGE; the test and development settings (plain HTTP) do not send it."""
+    from config.app import create_app
+    from config.settings import ProductionConfig
+
+    assert "Strict-Transport-Security" not in app.test_client().get("/login").headers
+    production = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=database_url,
+                            SECRET_KEY="hsts-test", SESSION_COOKIE_SECURE=True)
+    for path in ("/login", "/api/v1/auth/session", "/static/app.css"):
+        response = production.test_client().get(path)
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains", path
+    shorter = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=database_url,
+                         SECRET_KEY="hsts-test", SESSION_COOKIE_SECURE=True, HSTS_MAX_AGE=600)
+    assert shorter.test_client().get("/login").headers["Strict-Transport-Security"] == \
+        "max-age=600; includeSubDomains"
+    for made in (production, shorter):
+        with made.app_context():
+            db.engine.dispose()
+
+# --- the password check other forms reuse (a witness's signature) -------------------------------
+
+def test_a_password_check_for_another_purpose_shares_the_throttle_and_audits_each_failure(app, clock, make_unit, make_staff):
+    """check_password_throttled: one answer for every failure (wrong password, unknown name,
+    another unit, a role not taken), each failure an audit event of the checking unit, and
+    the same per-username throttle as sign-in."""
+    from config.db import unit_of_work
+    from unit.auth import (CLINICAL_STAFF, CredentialsRefused, CredentialsThrottled,
+                           check_password_throttled)
+    from unit.models import AuditEvent, Staff, Unit
+
+    code, other = make_unit(), make_unit()
+    nurse, witness = make_staff(code, "nurse"), make_staff(code, "nurse")
+    inspector, stranger = make_staff(code, "inspector"), make_staff(other, "manager")
+
+    def check(username, password=PASSWORD):
+        actor = db.session.scalars(sa.select(Staff).where(Staff.username == nurse)).one()
+        return unit_of_work(lambda: check_password_throttled(
+            username, password, address=None, now=clock(), purpose="witness",
+            unit_id=actor.unit_id, roles=CLINICAL_STAFF, actor=actor))()
+
+    with app.app_context():
+        assert check(witness).username == witness
+        answers = []
+        for username, password in ((witness, "wrong-password"), ("nobody-here", PASSWORD),
+                                   (inspector, PASSWORD), (stranger, PASSWORD)):
+            with pytest.raises(CredentialsRefused) as refused:
+                check(username, password)
+            answers.append(refused.value.detail)
+        assert len(set(answers)) == 1
+        unit_id = db.session.scalar(sa.select(Unit.id).where(Unit.code == code))
+        refusals = db.session.scalars(sa.select(AuditEvent.after).where(
+            AuditEvent.unit_id == unit_id, AuditEvent.action == "witness.refused")
+            .order_by(AuditEvent.seq)).all()
+        assert [event["username"] for event in refusals] == [witness, "nobody-here", inspector, stranger]
+        for _ in range(4):
+            with pytest.raises(CredentialsRefused):
+                check(witness, "wrong-password")
+        with pytest.raises(CredentialsThrottled):  # 5 failures: even the right password
+            check(witness)
+    # The same throttle as sign-in.
+    assert_problem(sign_in(app.test_client(), witness), 429, "too-many-attempts")
