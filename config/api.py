@@ -63,9 +63,12 @@ def wants_json() -> bool:
 def domain_error_response(error: DomainError) -> Response:
     """The problem response for a domain error."""
     status = STATUS_BY_KIND[error.kind]
-    headers = {"Retry-After": str(error.extra.pop("retry_after"))} if "retry_after" in error.extra else None
+    # Read, not popped: a recorded refusal's response is built twice (kept with its
+    # Idempotency-Key, then answered), and both must carry the header.
+    extra = {k: v for k, v in error.extra.items() if k != "retry_after"}
+    headers = {"Retry-After": str(error.extra["retry_after"])} if "retry_after" in error.extra else None
     return problem(status, error.type, error.title, error.detail, errors=error.errors,
-                   headers=headers, **error.extra)
+                   headers=headers, **extra)
 
 
 def http_error_response(error: HTTPException) -> Response:

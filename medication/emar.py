@@ -237,13 +237,13 @@ def record_administration(actor: Staff, order_id: int, *, outcome: str, dose_mg:
         if drug.witness_required or witness:
             # Required for Schedule 2 and 3; a witness offered for another drug is checked and
             # kept too, never silently dropped.
-            witness_staff = verify_witness(actor, witness)
+            witness_staff = verify_witness(actor, witness, now=now)
         try:
             trigger_observation = safety_checks(order, admission, dose_mg, now, settings)
         except _Refuse as refusal:
             return _refuse(actor, order, admission, refusal, now)
     elif witness:
-        witness_staff = verify_witness(actor, witness)
+        witness_staff = verify_witness(actor, witness, now=now)
     previous = last_given(admission.id, order.drug) if outcome == "given" else None
     administration = Administration(
         unit_id=order.unit_id, admission_id=admission.id, order_id=order.id,

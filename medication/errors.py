@@ -32,6 +32,19 @@ class WitnessInvalid(DomainError):
     title = "The witness could not be confirmed"
 
 
+class WitnessRefused(RecordedRefusal, WitnessInvalid):
+    """The witness's credentials were not accepted (422), one answer whatever the reason; the
+    failed check itself (a sign-in attempt and an audit event) is kept."""
+
+
+class WitnessThrottled(RecordedRefusal):
+    """Too many failed checks of this witness's password lately (429)."""
+
+    type = "witness-throttled"
+    title = "Too many failed witness confirmations"
+    kind = "throttled"
+
+
 class AdministrationInvalid(DomainError):
     type = "administration-invalid"
     title = "The administration record is not valid"

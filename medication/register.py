@@ -7,36 +7,58 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy import select
 
 from config.db import unit_of_work
 from config.errors import Forbidden
 from config.extensions import db
 from medication.drugs import DRUGS, Drug, drug_or_invalid
-from medication.errors import RegisterInvalid, WitnessInvalid
+from medication.errors import RegisterInvalid, WitnessInvalid, WitnessRefused, WitnessThrottled
 from medication.models import CDRegisterEntry
 from unit.audit import record_event
-from unit.auth import CLINICAL_STAFF, check_password
+from unit.auth import CLINICAL_STAFF, CredentialsRefused, CredentialsThrottled, check_password_throttled
 from unit.models import Staff
 
 
-def verify_witness(actor: Staff, witness: dict | None) -> Staff:
-    """The witness confirms with their own credentials; never the giver; same unit, clinical role."""
+# Roles that may witness a controlled drug: those that handle medicines on the unit.
+WITNESS_ROLES = CLINICAL_STAFF  # the clinical lead witnesses as a doctor does
+
+
+def verify_witness(actor: Staff, witness: dict | None, *, now: datetime) -> Staff:
+    """The witness confirms with their own credentials; never the giver; same unit, clinical role.
+
+    The password goes through the sign-in throttle (``check_password_throttled``): failures
+    count per username with the sign-ins', so the witness field is no faster way to guess a
+    password than the sign-in page. Every failure (wrong password, unknown or disabled
+    username, staff of another unit, a role that does not witness) gets the same answer,
+    "Witness not accepted", and is kept: a sign-in attempt and a ``witness.refused`` audit
+    event of the actor's unit. The caller has written nothing before this check.
+    """
     if not witness:
         raise WitnessInvalid("A controlled drug needs a second member of staff to witness the dose.",
                              errors={"witness": ["Required for a Schedule 2 or 3 controlled drug."]})
-    staff = db.session.scalars(select(Staff).where(
-        Staff.username == str(witness.get("username", "")).strip().lower())).first()
-    if staff is None or not staff.active or not check_password(staff.password_hash, witness.get("password", "")):
-        raise WitnessInvalid("The witness's username or password is not correct.",
-                             errors={"witness": ["Not confirmed."]})
-    if staff.id == actor.id:
+    username = str(witness.get("username") or "").strip().lower()
+    if username == actor.username:
+        # Checked before the password: the giver's own password is no secret to them.
         raise WitnessInvalid("The witness cannot be the person giving the dose.",
                              errors={"witness": ["Must be a second member of staff."]})
-    if staff.unit_id != actor.unit_id or staff.role == "inspector":
-        raise WitnessInvalid("The witness must be clinical staff of this unit.",
-                             errors={"witness": ["Not clinical staff of this unit."]})
-    return staff
+    try:
+        return check_password_throttled(username, str(witness.get("password") or ""), address=None,
+                                        now=now, purpose="witness", unit_id=actor.unit_id,
+                                        roles=WITNESS_ROLES, actor=actor)
+    except CredentialsThrottled as throttled:
+        minutes = int(current_app.config["LOGIN_FAILURE_WINDOW"].total_seconds() // 60)
+        raise WitnessThrottled(
+            f"Witness not accepted: too many failed confirmations for {username!r}. Wait {minutes} "
+            "minutes, or ask another member of staff to witness.",
+            errors={"witness": ["Not accepted."]}, retry_after=throttled.extra.get("retry_after", minutes * 60),
+        ) from None
+    except CredentialsRefused:
+        raise WitnessRefused(
+            "Witness not accepted: check the witness's username and password. The witness must be "
+            "a nurse, doctor, GP or manager of this unit, signing with their own password.",
+            errors={"witness": ["Not accepted."]}) from None
 
 
 def append_register_entry(unit_id: int, drug: str, *, kind: str, amount_mg: float, actor: Staff,
@@ -90,13 +112,13 @@ def record_register_entry(actor: Staff, drug_code: str, *, kind: str, amount_mg:
             raise RegisterInvalid("A receipt needs a positive amount and the supplier.",
                                   errors={k: ["Required."] for k, v in
                                           (("amount_mg", amount_mg > 0), ("supplier", supplier)) if not v})
-        witness_staff = verify_witness(actor, witness) if witness else None
+        witness_staff = verify_witness(actor, witness, now=now) if witness else None
         signed = amount_mg
     elif kind in ("return", "destruction"):
-        witness_staff = verify_witness(actor, witness)  # returns and destructions are witnessed
+        witness_staff = verify_witness(actor, witness, now=now)  # returns and destructions are witnessed
         signed = -abs(amount_mg)
     elif kind == "correction":
-        witness_staff = verify_witness(actor, witness)
+        witness_staff = verify_witness(actor, witness, now=now)
         if not note:
             raise RegisterInvalid("A correction needs its reason.", errors={"note": ["Required."]})
         if corrects_id is not None:
@@ -119,7 +141,7 @@ def record_stock_check(actor: Staff, drug_code: str, *, counted_mg: float, witne
     drug = drug_or_invalid(drug_code)
     if not drug.register:
         raise RegisterInvalid(f"{drug.name} is not kept in the controlled-drug register.")
-    witness_staff = verify_witness(actor, witness)
+    witness_staff = verify_witness(actor, witness, now=now)
     balance = register_balance(actor.unit_id, drug.code)
     entry = append_register_entry(actor.unit_id, drug.code, kind="stock_check", amount_mg=0, actor=actor,
                                   witness=witness_staff, now=now, counted_mg=counted_mg, note=note)

@@ -20,7 +20,7 @@ from config.clock import local
 from config.db import insert_rows, unit_of_work
 from config.errors import Forbidden
 from config.extensions import db
-from monitoring.outbox import enqueue_many
+from monitoring.outbox import enqueue_many, one_line
 from monitoring.errors import EscalationClosed, EscalationNotFound, OverrideRefused
 from monitoring.models import Escalation, EscalationStep, MissedObservation, Observation
 from monitoring.rota import DUTY_LABELS, on_duty
@@ -279,7 +279,7 @@ def _pages(escalation: Escalation, admission: Admission, duty: str, level: int,
     if escalation.overridden:
         # Nothing to acknowledge any more: say who overrode it and why.
         by = db.session.get(Staff, escalation.resolved_by_id)
-        subject = f"[OVERRIDDEN] {admission.resident.name}: {escalation.reason}"
+        subject = one_line(f"[OVERRIDDEN] {admission.resident.name}: {escalation.reason}")
         body = "\n".join([
             f"The {escalation.severity} escalation for {admission.resident.name} "
             f"(admission {admission.id}) was overridden by {by.full_name} ({by.role}); "
@@ -289,7 +289,8 @@ def _pages(escalation: Escalation, admission: Admission, duty: str, level: int,
             f"Told as: {DUTY_LABELS[duty]} (level {level}).",
         ])
     else:
-        subject = f"[{escalation.severity.upper()}] {admission.resident.name}: {escalation.reason}"
+        # The reason may hold a nurse's multi-line note (a clinical sign's): one line here.
+        subject = one_line(f"[{escalation.severity.upper()}] {admission.resident.name}: {escalation.reason}")
         body = "\n".join(filter(None, [
             f"{escalation.severity.upper()} escalation for {admission.resident.name} "
             f"(admission {admission.id}).",

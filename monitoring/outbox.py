@@ -9,6 +9,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -23,12 +24,32 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=15)
 FAILING_AFTER_ATTEMPTS = 3  # shown on the board as a delivery problem from this many failures
 BATCH = 50
+SUBJECT_LENGTH = 150  # characters; a subject is one line a phone's lock screen mostly shows
+
+
+def one_line(text: str, limit: int = SUBJECT_LENGTH) -> str:
+    """``text`` as one line for an e-mail Subject: every run of whitespace or control
+    characters (line breaks, tabs, Unicode line separators) becomes one space, and text over
+    ``limit`` characters is cut at a word boundary with an ellipsis.
+
+    A header value holding CR or LF cannot be put in an e-mail at all, so a nurse's
+    multi-line note copied into the subject would otherwise stop the message.
+    """
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    single = " ".join(cleaned.split())
+    if len(single) <= limit:
+        return single
+    cut = single[:limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:.-") + "\u2026"
 
 
 class OutboxMessage(db.Model):
     __tablename__ = "outbox_messages"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('pending', 'sent')", name="status"),
+        # failed: the message cannot be built (a header e-mail refuses); never retried, shown.
+        sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
         sa.Index("ix_outbox_messages_due", "status", "next_attempt_at"),
         sa.UniqueConstraint("dedup_key"),
     )
@@ -77,7 +98,7 @@ def enqueue_many(messages: list[dict], *, now: datetime) -> int:
         if message["dedup_key"] in seen:
             continue
         seen.add(message["dedup_key"])
-        rows.append({**message, "subject": message["subject"][:300], "status": "pending",
+        rows.append({**message, "subject": one_line(message["subject"]), "status": "pending",
                      "attempts": 0, "next_attempt_at": now, "last_error": None,
                      "created_at": now, "sent_at": None})
     if rows:
@@ -93,18 +114,34 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
 
-def _send(message) -> None:
+class Unbuildable(Exception):
+    """The message cannot be made into an e-mail (a header the e-mail package refuses, such
+    as a free-text rota contact holding a line break): sending it again cannot help."""
+
+
+def _build(message) -> EmailMessage:
     config = current_app.config
     email = EmailMessage()
     email["From"] = config["MAIL_FROM"]
     email["To"] = message.recipient_address
-    email["Subject"] = message.subject
+    # one_line again here: a message queued before subjects were made single-line still goes.
+    email["Subject"] = one_line(message.subject)
     email["Date"] = format_datetime(message.created_at)
     # Stable across retries (make_msgid adds time and randomness): a resend after a lost
     # "sent" commit carries the same Message-ID, so a receiver can drop the duplicate.
     email["Message-ID"] = (f"<outbox-{message.id}.{int(message.created_at.timestamp())}"
                            f"@{config['MAIL_MESSAGE_ID_DOMAIN']}>")
     email.set_content(message.body)
+    email.as_bytes()  # serialised once here, so that a header it cannot write fails now
+    return email
+
+
+def _send(message) -> None:
+    try:
+        email = _build(message)
+    except (ValueError, TypeError, MessageError) as error:
+        raise Unbuildable(f"{type(error).__name__}: {error}") from error
+    config = current_app.config
     host, port, timeout = config["MAIL_HOST"], config["MAIL_PORT"], config["MAIL_TIMEOUT"]
     if config["MAIL_USE_SSL"]:
         smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
@@ -140,9 +177,15 @@ def _deliver_one(message_id: int, now: datetime) -> str | None:
         return claimed
     try:
         _send(claimed)
+    except Unbuildable as error:
+        # Sending it again would fail the same way: it fails now, for good, and shows on the
+        # board at once; it must not stop the messages behind it or be retried in silence.
+        _record(message_id, now, error=f"cannot be built as an e-mail: {error}"[:2000], final=True)
+        log.error("outbox message %s cannot be built, not retried: %s", message_id, error)
+        return "failed"
     except (OSError, smtplib.SMTPException, ValueError) as error:
-        # ValueError: an address or header the e-mail package refuses (a free-text rota
-        # contact). It fails on its own and shows; it must not stop the messages behind it.
+        # ValueError: an address smtplib refuses while sending. It fails on its own and
+        # shows; it must not stop the messages behind it.
         _record(message_id, now, error=f"{type(error).__name__}: {error}"[:2000])
         log.warning("outbox message %s not delivered: %s", message_id, error)
         return "failed"
@@ -183,20 +226,24 @@ def _claim(message_id: int, now: datetime) -> _Claimed | str | None:
 
 
 @unit_of_work
-def _record(message_id: int, now: datetime, *, error: str | None) -> None:
+def _record(message_id: int, now: datetime, *, error: str | None, final: bool = False) -> None:
     message = db.session.get(OutboxMessage, message_id)
     if error is None:
         message.status, message.sent_at, message.last_error = "sent", now, None
     else:
         message.last_error = error
+        if final:
+            message.status = "failed"
 
 
 def failing(unit_id: int) -> list[OutboxMessage]:
-    """Messages that keep failing to go out (shown on the board)."""
+    """Messages that keep failing to go out, or cannot go out at all (shown on the board)."""
     return list(db.session.scalars(
-        sa.select(OutboxMessage).where(OutboxMessage.unit_id == unit_id,
-                                       OutboxMessage.status == "pending",
-                                       OutboxMessage.attempts >= FAILING_AFTER_ATTEMPTS)
+        sa.select(OutboxMessage).where(
+            OutboxMessage.unit_id == unit_id,
+            sa.or_(OutboxMessage.status == "failed",
+                   sa.and_(OutboxMessage.status == "pending",
+                           OutboxMessage.attempts >= FAILING_AFTER_ATTEMPTS)))
         .order_by(OutboxMessage.created_at)))
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import uuid
 from datetime import datetime
 from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from markupsafe import Markup
@@ -59,11 +60,37 @@ class BoardRow:
     high_risk: bool
 
 
+def _same_site_path(text: str) -> bool:
+    # A path of this site: one leading slash ("//host" and "/\\host" name another host), no
+    # backslash (browsers read it as a slash), no control or format character and no space but
+    # the plain one (browsers drop tab, CR and LF, so "/\t/evil.example" is "//evil.example"
+    # to them, and CR or LF cannot go into a Location header at all), no scheme or host.
+    if not text.startswith("/") or text.startswith("//") or "\\" in text:
+        return False
+    if not text.isprintable():  # False for C0/C1 controls, format characters, line separators
+        return False
+    parts = urlsplit(text)
+    return not parts.scheme and not parts.netloc
+
+
 def safe_next(target: str | None, default: str) -> str:
-    """A same-site path to go back to after a form; anything else goes to ``default``."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    """A same-site path to go back to after a form; anything else goes to ``default``.
+
+    The value is checked as given and after each round of percent-decoding (a browser or a
+    proxy may decode it once more), so ``/%09/evil.example`` or ``/%2F%2Fevil.example`` are
+    refused like their decoded forms.
+    """
+    if not isinstance(target, str) or not target or len(target) > 2000:
+        return default
+    text = target
+    for _ in range(4):
+        if not _same_site_path(text):
+            return default
+        decoded = unquote(text)
+        if decoded == text:
+            return target
+        text = decoded
+    return default  # still encoded after four rounds: not a path anyone typed
 
 
 # Filled when the app is assembled (monitoring: scores and due times; medication: doses).

@@ -241,12 +241,32 @@ def tables(report: dict[str, Any]) -> dict[str, Table]:
     return own
 
 
+# A spreadsheet reads a cell that begins with one of these as a formula (or, for tab and CR,
+# strips them and reads what follows): "=HYPERLINK(...)" typed as a resident's name would run
+# on the inspector's machine when the CSV is opened.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value safe to put in a CSV cell (OWASP, CSV injection).
+
+    Text that begins with ``= + - @``, tab or CR gets a leading single quote, which a
+    spreadsheet shows as text and never evaluates. Numbers (int, float, Decimal) are written
+    as they are: a negative amount (``-20.0``, a register return) stays a number a
+    spreadsheet can add up, and a number cannot hold a formula. Only text is quoted, so a
+    string that happens to look like a negative number is quoted too: it came from text.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(header: list[str], rows: list[list[Any]]) -> str:
-    """One table as CSV text."""
+    """One table as CSV text, every text cell neutralised against formula injection."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([csv_cell(cell) for cell in header])
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
 

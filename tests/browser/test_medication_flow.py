@@ -105,7 +105,7 @@ def test_nurse_gives_a_witnessed_prn_dose_and_a_second_is_refused(page, app, uni
     expect(page.get_by_test_id("resident-id")).to_contain_text("Born ")
     # A wrong witness password is refused and nothing is recorded.
     give_with_witness(page, unit["witness"], "not-their-password")
-    expect(page.get_by_test_id("dose-error")).to_contain_text("The witness's username or password is not correct.")
+    expect(page.get_by_test_id("dose-error")).to_contain_text("Witness not accepted")
     give_with_witness(page, unit["witness"])
     expect(page).to_have_url(re.compile(r"/doses$"))
     expect(page.get_by_role("status")).to_have_text("Jordan Carter: Buprenorphine 4 mg recorded as given.")

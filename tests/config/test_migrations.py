@@ -285,6 +285,31 @@ def test_protocol_proposals_migration_keeps_every_row_and_allows_the_clinical_le
                                   min_password_length=8)
             db.session.commit()
             assert db.session.scalar(sa.text("SELECT role FROM staff WHERE username = 'lead'")) == "clinical_lead"
+
+
+def test_the_migrated_outbox_takes_a_failed_message(empty_database, keep_logging):
+    """Issue 15: migration 7e3f1a2b9c60 lets an outbox message be 'failed' (cannot be built as
+    an e-mail), still refuses any other status, and its downgrade returns failed to pending."""
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=empty_database)
+    with app.app_context():
+        try:
+            flask_migrate.upgrade()
+            from unit import services
+
+            unit = services.create_unit("MIG", "Migrated", "medically_monitored", now=utcnow())
+            insert = sa.text("INSERT INTO outbox_messages (unit_id, dedup_key, subject, body, status, attempts, "
+                             "next_attempt_at, created_at) VALUES (:u, :k, 's', 'b', :s, 1, :t, :t)")
+            db.session.execute(insert, {"u": unit.id, "k": "a", "s": "failed", "t": utcnow()})
+            db.session.commit()
+            with pytest.raises(sa.exc.IntegrityError):
+                db.session.execute(insert, {"u": unit.id, "k": "b", "s": "lost", "t": utcnow()})
+                db.session.commit()
+            db.session.rollback()
+            db.session.remove()
+            flask_migrate.downgrade(revision="5c1e2d7a9b40")
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT status FROM outbox_messages").scalars().all() == ["pending"]
+            flask_migrate.upgrade()
         finally:
             db.session.remove()
             db.engine.dispose()

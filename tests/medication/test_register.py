@@ -131,8 +131,8 @@ def test_returns_destructions_and_corrections_are_witnessed(ward):
         body = {"kind": kind, "amount_mg": -10 if kind == "correction" else 10, "note": "count"}
         assert_problem(entry(ward.nurse, "methadone", body), 422, "witness-invalid")
         for witness, words in ((ward.witness("nurse"), "cannot be the person"),
-                               (ward.witness("inspector"), "clinical staff of this unit"),
-                               (ward.witness(password="not-the-password"), "not correct")):
+                               (ward.witness("inspector"), "Witness not accepted"),
+                               (ward.witness(password="not-the-password"), "Witness not accepted")):
             problem = assert_problem(entry(ward.nurse, "methadone", {**body, "witness": witness}), 422,
                                      "witness-invalid")
             assert words in problem["detail"]

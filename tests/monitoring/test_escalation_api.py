@@ -603,7 +603,9 @@ def test_rota_page_form_takes_unit_local_time(make_ward, app, clock):
                                           "ends_at": "2025-07-01T21:00"}).status_code == 403
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/phish", "//evil.example/x", "/\\evil.example"])
+@pytest.mark.parametrize("target", ["https://evil.example/phish", "//evil.example/x", "/\\evil.example",
+                                    "/%09/evil.example", "/\t/evil.example", "/\r\nX: y", "/%0d%0aX:%20y",
+                                    "/%2F%2Fevil.example"])
 def test_a_form_never_sends_staff_off_site(make_ward, target):
     ward = make_ward()
     admission = ward.admit()

@@ -266,9 +266,56 @@ def test_one_undeliverable_message_does_not_hold_up_the_others(app, ward, smtp, 
     counts = deliver(app, clock.now)
     assert counts == {"sent": 1, "failed": 1}
     assert server.handler.recipients() == [ward.email("nurse")]
-    bad = [r for r in outbox_rows(app) if r.status == "pending"]
-    assert len(bad) == 1 and bad[0].attempts == 1 and bad[0].next_attempt_at > clock.now
-    for seconds in (30, 90, 210):
-        deliver(app, clock.now + timedelta(seconds=seconds))
+    # It cannot be built as an e-mail: failed for good at the first attempt and on the board at
+    # once (issue 15), never retried in silence.
+    (bad,) = [r for r in outbox_rows(app) if r.status != "sent"]
+    assert (bad.status, bad.attempts) == ("failed", 1)
+    assert bad.last_error.startswith("cannot be built as an e-mail")
     assert FAILING in board_html(ward)
+    for seconds in (30, 90, 210, 3600):
+        assert deliver(app, clock.now + timedelta(seconds=seconds)) == {"sent": 0, "failed": 0}
+    assert [(r.status, r.attempts) for r in outbox_rows(app) if r.id == bad.id] == [("failed", 1)]
     assert server.handler.recipients() == [ward.email("nurse")]
+
+
+def test_an_emergency_with_a_multi_line_note_reaches_the_smtp_server(app, ward, smtp, clock):
+    """Issue 15: a nurse's note with line breaks is part of the escalation's reason; the
+    e-mail's Subject holds it on one line (the body keeps it whole) and the message goes out."""
+    server = smtp()
+    admission = ward.admit()
+    note = "Tonic-clonic, 2 minutes.\r\nBuccal midazolam given.\n\nNow drowsy;\u2028recovery position"
+    response = ward.nurse.post(f"/api/v1/admissions/{admission['id']}/escalations",
+                               json={"sign": "seizure", "note": note})
+    assert response.status_code == 201, response.get_json()
+    (queued,) = outbox_rows(app, response.get_json()["id"])
+    assert "\n" not in queued.subject and "\r" not in queued.subject
+    assert deliver(app, clock.now) == {"sent": 1, "failed": 0}
+    (message,) = server.handler.messages
+    subject = message["Subject"].replace("\r\n", "")  # unfolded (RFC 5322 folds a long header)
+    assert subject.startswith("[EMERGENCY]")
+    assert "Tonic-clonic, 2 minutes. Buccal midazolam given. Now drowsy; recovery position" in subject
+    assert "Buccal midazolam given." in message.get_payload(decode=True).decode()
+    assert server.handler.recipients() == [ward.email("gp")]
+    assert FAILING not in board_html(ward)
+
+
+def test_a_message_queued_with_a_multi_line_subject_still_goes_out(app, ward, smtp, clock):
+    """A message queued before subjects were made single-line (or by any other path) is sent
+    with its subject on one line, not refused for ever."""
+    server = smtp()
+    admission = ward.admit()
+    escalation = observe(ward.nurse, admission["id"], "ciwa-ar", ciwa(16))["escalation"]
+    with app.app_context():
+        db.session.execute(sa.update(OutboxMessage).values(subject="[URGENT] line one\nline two"))
+        db.session.commit()
+    assert deliver(app, clock.now) == {"sent": 1, "failed": 0}
+    assert [m["Subject"] for m in server.handler.messages] == ["[URGENT] line one line two"]
+    assert outbox_rows(app, escalation["id"])[0].status == "sent"
+
+
+def test_subjects_are_one_line_and_cut_at_a_word():
+    from monitoring.outbox import SUBJECT_LENGTH, one_line
+
+    assert one_line("a\r\nb\tc\x00d\u2028e   f") == "a b c d e f"
+    long = one_line("word " * 100)
+    assert len(long) <= SUBJECT_LENGTH and long.endswith("word\u2026")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.conftest import PERIOD_QUERY, at, audit_event_count, iso, problem
+from tests.report.conftest import PERIOD_QUERY, at, audit_event_count, iso, post, problem
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 TABLES = {"model_history", "admissions", "treatment_episodes", "declined_referrals", "high_risk_admissions", "observations_by_scale",
@@ -82,6 +82,29 @@ def test_one_table_as_csv(history, ward):
     assert "high_risk_admissions.csv" in response.headers["Content-Disposition"]
     rows = read_csv(response.get_data(as_text=True))
     assert rows[0][0] == "admission_id" and [r[2] for r in rows[1:]] == ["Cara Cole"]
+
+
+def test_csv_cells_cannot_hold_a_formula(ward, clock):
+    """Issue 15 (CSV injection): text a member of staff typed that a spreadsheet would run as a
+    formula is written with a leading single quote, in every table; numbers stay numbers."""
+    from decimal import Decimal
+
+    from unit.report import to_csv
+
+    evil = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)",
+            "\t=1+1", "\r=1+1"]
+    rows = read_csv(to_csv(["=header", "n"], [[text, -20.0] for text in evil] + [["plain", -3], ["ok=1", Decimal("-1.5")]]))
+    assert rows[0] == ["'=header", "n"]
+    assert [row[0] for row in rows[1:]] == ["'" + text for text in evil] + ["plain", "ok=1"]
+    assert [row[1] for row in rows[1:]] == ["-20.0"] * len(evil) + ["-3", "-1.5"]
+    # Through the export: a reason typed by a manager, in the model_history table.
+    clock.set(at(3, 9, 0))
+    post(ward.manager, "/api/v1/unit/model", {"model": "medically_managed", "reason": "=1+2 new doctor",
+                                              "effective_at": iso(at(3, 14))})
+    response = ward.manager.get(f"/api/v1/audit/report?{PERIOD_QUERY}&format=csv&table=model_history")
+    assert response.status_code == 200
+    assert ["medically_managed", iso(at(3, 14)), ward.usernames["manager"], "'=1+2 new doctor"] in \
+        read_csv(response.get_data(as_text=True))
 
 
 def test_an_unknown_table_is_a_422_problem(ward):

@@ -347,6 +347,40 @@ def test_the_form_returns_only_to_a_path_on_this_site(app, nurse_name):
         assert response.headers["Location"] == expected, target
 
 
+# Issue 15: values of ?next= that a browser would follow off-site, or that cannot go into a
+# Location header. Every one goes to the board.
+EVIL_NEXT = (
+    "https://evil.example/", "//evil.example/", "/\\evil.example", "\\\\evil.example", "/%09/evil.example",
+    "/\t/evil.example", "/%0a/evil.example", "/%0d/evil.example", "/\n/evil.example", "/\r\nSet-Cookie: x=1",
+    "/%0d%0aSet-Cookie:%20x=1", "/%2F/evil.example", "/%2f%2fevil.example", "/%5Cevil.example",
+    "/%252F%252Fevil.example", "/%25252F/evil.example", "/%00/evil.example", "/\x00", "/\x7f/x",
+    "/\u2028/evil.example", "/\u200b/evil.example", "javascript:alert(1)", "evil.example",
+    " /admissions/new", "http:/evil.example", "/" + "a" * 2100, "")
+
+
+@pytest.mark.parametrize("target", EVIL_NEXT)
+def test_sign_in_never_redirects_off_site(app, nurse_name, target):
+    client = app.test_client()
+    response = client.post("/login", query_string={"next": target},
+                           data={"username": nurse_name, "password": PASSWORD,
+                                 "csrf_token": csrf_token(client)})
+    if response.status_code == 422:  # a NUL anywhere in a request is refused before the view
+        assert "\x00" in target and "Location" not in response.headers
+        return
+    assert response.status_code == 302, target
+    assert response.headers["Location"] == "/", target
+
+
+@pytest.mark.parametrize("target", ["/admissions/new", "/residents/3?tab=doses", "/report?from=2026-12-01&to=2026-12-04",
+                                    "/audit?q=a%20b"])
+def test_safe_next_keeps_a_path_of_this_site(app, target):
+    from unit.pages import safe_next
+
+    assert safe_next(target, "/") == target
+    for evil in EVIL_NEXT:
+        assert safe_next(evil, "/") == "/", evil
+
+
 def test_page_forms_need_the_csrf_token(app, login, nurse_name):
     client = login(nurse_name)
     before = row_counts(app)
