@@ -285,6 +285,9 @@ def test_protocol_proposals_migration_keeps_every_row_and_allows_the_clinical_le
                                   min_password_length=8)
             db.session.commit()
             assert db.session.scalar(sa.text("SELECT role FROM staff WHERE username = 'lead'")) == "clinical_lead"
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_the_migrated_outbox_takes_a_failed_message(empty_database, keep_logging):
