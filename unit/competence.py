@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-# CLINICAL.md section 4 defaults. A unit may tighten them (lower limits) in its protocol.
+# docs/clinical-rules.md s4 defaults. A unit may tighten them (lower limits) in its protocol.
 COMPETENCE_DEFAULTS: dict = {
     "sadq_decline_above": 30,          # SADQ over 30 declined; exactly the limit is flagged
     "units_decline_above": 30,         # units a day

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.faults
 
 ATTEMPTS = 50
 DOSE_MG = 20
-# CLINICAL.md s5 / NICE CG115: chlordiazepoxide PRN 10-40 mg, at least 2 h apart, at most
+# docs/clinical-rules.md s5 / NICE CG115: chlordiazepoxide PRN 10-40 mg, at least 2 h apart, at most
 # 250 mg in 24 h, given on a CIWA-Ar of moderate or above (8-15 is moderate).
 PRN_ORDER = {"kind": "prn", "drug": "chlordiazepoxide", "dose_mg": DOSE_MG, "route": "oral",
              "min_interval_minutes": 120, "max_daily_mg": 200,

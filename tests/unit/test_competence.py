@@ -1,4 +1,4 @@
-"""Admission competence (CLINICAL.md section 4): what a medically monitored unit declines."""
+"""Admission competence (docs/clinical-rules.md s4): what a medically monitored unit declines."""
 from __future__ import annotations
 
 import pytest
