@@ -19,6 +19,7 @@ from unit.fhir import (
     Reader,
     ResourceType,
     SearchParam,
+    patient_params,
     choice_filter,
     date_filter,
     instant,
@@ -152,17 +153,12 @@ def _medication_administration(reader: Reader, row: Any) -> dict:
     return resource
 
 
-def _patient_params(column) -> dict[str, SearchParam]:
-    return {"patient": SearchParam("reference", reference_filter(column, "Patient", "patient")),
-            "subject": SearchParam("reference", reference_filter(column, "Patient", "subject"))}
-
-
 RESOURCE_TYPES = (
     ResourceType(
         "MedicationRequest", _medication_request, rows=_request_rows, id_column=MedicationOrder.id,
         patient_column=Admission.resident_id,
         default_order=(MedicationOrder.created_at.desc(), MedicationOrder.id.desc()),
-        params={**_patient_params(Admission.resident_id),
+        params={**patient_params(Admission.resident_id),
                 "encounter": SearchParam("reference", reference_filter(
                     MedicationOrder.admission_id, "Encounter", "encounter")),
                 "status": SearchParam("token", choice_filter(MedicationOrder.status, {
@@ -177,7 +173,7 @@ RESOURCE_TYPES = (
         "MedicationAdministration", _medication_administration, rows=_administration_rows,
         id_column=Administration.id, patient_column=Admission.resident_id,
         default_order=(Administration.given_at.desc(), Administration.id.desc()),
-        params={**_patient_params(Admission.resident_id),
+        params={**patient_params(Admission.resident_id),
                 "context": SearchParam("reference", reference_filter(
                     Administration.admission_id, "Encounter", "context")),
                 "request": SearchParam("reference", reference_filter(

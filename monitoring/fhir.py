@@ -26,6 +26,7 @@ from unit.fhir import (
     Reader,
     ResourceType,
     SearchParam,
+    patient_params,
     choice_filter,
     date_filter,
     instant,
@@ -333,17 +334,12 @@ def _flag(reader: Reader, row: Any) -> dict:
     }
 
 
-def _patient_params(column) -> dict[str, SearchParam]:
-    return {"patient": SearchParam("reference", reference_filter(column, "Patient", "patient")),
-            "subject": SearchParam("reference", reference_filter(column, "Patient", "subject"))}
-
-
 RESOURCE_TYPES = (
     ResourceType(
         "Observation", _observation, rows=_observation_rows, id_column=Observation.id,
         patient_column=Admission.resident_id,
         default_order=(Observation.observed_at.desc(), Observation.id.desc()),
-        params={**_patient_params(Admission.resident_id),
+        params={**patient_params(Admission.resident_id),
                 "encounter": SearchParam("reference", reference_filter(
                     Observation.admission_id, "Encounter", "encounter")),
                 "code": SearchParam("token", token_filter(_code_match, "code"),
@@ -359,7 +355,7 @@ RESOURCE_TYPES = (
         "QuestionnaireResponse", _questionnaire_response, rows=_qr_rows, id_column=Observation.id,
         patient_column=Admission.resident_id,
         default_order=(Observation.observed_at.desc(), Observation.id.desc()),
-        params={**_patient_params(Admission.resident_id),
+        params={**patient_params(Admission.resident_id),
                 "encounter": SearchParam("reference", reference_filter(
                     Observation.admission_id, "Encounter", "encounter")),
                 "questionnaire": SearchParam("reference", token_filter(_questionnaire_match, "questionnaire")),
@@ -379,7 +375,7 @@ RESOURCE_TYPES = (
     ResourceType(
         "Flag", _flag, rows=_flag_rows, id_column=Escalation.id, patient_column=Admission.resident_id,
         default_order=(Escalation.raised_at.desc(), Escalation.id.desc()),
-        params={**_patient_params(Admission.resident_id),
+        params={**patient_params(Admission.resident_id),
                 "status": SearchParam("token", choice_filter(
                     Escalation.status, {"active": ("open", "acknowledged"), "inactive": "resolved"},
                     "status")),

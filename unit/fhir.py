@@ -186,6 +186,13 @@ def reference_filter(column: Any, resource_type: str, param: str) -> Callable:
     return apply
 
 
+def patient_params(column: Any) -> dict[str, SearchParam]:
+    """The ``patient`` and ``subject`` search parameters of a resource whose resident is
+    ``column`` (every clinical resource type has both)."""
+    return {"patient": SearchParam("reference", reference_filter(column, "Patient", "patient")),
+            "subject": SearchParam("reference", reference_filter(column, "Patient", "subject"))}
+
+
 def token_filter(match: Callable[[str | None, str, Reader], Any], param: str) -> Callable:
     """A token search parameter (``system|code``, ``|code``, ``code``; comma for or):
     ``match(system or None, code, reader)`` gives the SQL condition (``sa.false()``: none)."""
